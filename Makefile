@@ -1,0 +1,42 @@
+# The two commands of the README are `make run` and `make test`; the rest are their parts.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test install lint typecheck pytest demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Run the whole system on embedded defaults and play a demo trigger.
+run: install
+	$(BIN)/python scripts/dev.py
+
+## Lint, type-check and run every test (unit, integration, end-to-end).
+test: install lint typecheck pytest
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest
+
+## Play the demo trigger against a system that is already running.
+demo: install
+	$(BIN)/python scripts/dev.py --demo-only
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

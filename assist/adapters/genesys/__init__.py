@@ -1,0 +1,1 @@
+"""Genesys Cloud adapter: OAuth client credentials, resilient REST, the async-query provider."""

@@ -1,0 +1,42 @@
+"""Errors raised by the Genesys adapter.
+
+    GenesysError
+    ├── GenesysTransportError     could not talk to the server (connect error, timeout)
+    ├── GenesysAuthError          credentials refused by the token endpoint, or 401 after a refetch
+    ├── GenesysRateLimitedError   429 still there after the retry budget, or Retry-After too long
+    └── GenesysApiError           the server answered with another error status (`status_code`)
+
+Transport, rate-limit and 5xx errors are "try later"; auth and 4xx API errors are final.
+"""
+
+from __future__ import annotations
+
+
+class GenesysError(Exception):
+    retryable = False
+
+
+class GenesysTransportError(GenesysError):
+    retryable = True
+
+
+class GenesysAuthError(GenesysError):
+    pass
+
+
+class GenesysRateLimitedError(GenesysError):
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after_s: float | None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class GenesysApiError(GenesysError):
+    def __init__(
+        self, message: str, *, status_code: int, correlation_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.correlation_id = correlation_id
+        self.retryable = status_code >= 500

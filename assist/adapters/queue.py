@@ -1,0 +1,68 @@
+"""The RQ task queue: jobs enqueued by dotted path, JSON-serialized, with explicit connections.
+
+Jobs are referenced as `"workers.jobs.<name>"` strings so the web process never imports the
+worker package. Arguments are plain JSON (ids, dicts), which keeps jobs inspectable with
+`rq info` and safe from pickle. Enqueues can join a caller's transaction (`pipeline=`), which
+is how a record and the job that processes it land in Redis together or not at all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import redis
+from redis.client import Pipeline
+from rq import Queue, Retry
+from rq.serializers import JSONSerializer
+
+JOBS = "workers.jobs"
+
+
+class TaskQueue:
+    def __init__(self, raw_redis: redis.Redis, *, name: str, job_timeout_s: int) -> None:
+        self.queue = Queue(
+            name, connection=raw_redis, serializer=JSONSerializer, default_timeout=job_timeout_s
+        )
+
+    @property
+    def name(self) -> str:
+        return str(self.queue.name)
+
+    def enqueue(
+        self,
+        job: str,
+        *args: Any,
+        job_id: str | None = None,
+        retry: Retry | None = None,
+        pipeline: Pipeline | None = None,
+        result_ttl: int = 600,
+    ) -> str:
+        """Enqueue `workers.jobs.<job>(*args)`; returns the job id."""
+        enqueued = self.queue.enqueue_call(
+            f"{JOBS}.{job}",
+            args=args,
+            job_id=job_id,
+            retry=retry,
+            pipeline=pipeline,
+            result_ttl=result_ttl,
+            failure_ttl=7 * 24 * 3600,
+        )
+        return str(enqueued.id)
+
+    def enqueue_at(
+        self,
+        when: datetime,
+        job: str,
+        *args: Any,
+        job_id: str | None = None,
+        pipeline: Pipeline | None = None,
+    ) -> str:
+        """Schedule a job; needs a worker started with the scheduler (ours always is)."""
+        scheduled = self.queue.enqueue_at(
+            when, f"{JOBS}.{job}", *args, job_id=job_id, pipeline=pipeline
+        )
+        return str(scheduled.id)
+
+    def depth(self) -> int:
+        return int(self.queue.count)

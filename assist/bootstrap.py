@@ -1,0 +1,109 @@
+"""Composition root: build every client, store and adapter from `Settings`, once per process.
+
+Entry points call `build_services(settings)`; the Flask factory keeps the result in
+`app.extensions["assist"]` and RQ workers build theirs after start-up (never at import time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from assist.adapters.analytics_sink import AnalyticsSink
+from assist.adapters.genesys.auth import TokenProvider
+from assist.adapters.genesys.http import ResilientHttp
+from assist.adapters.genesys.provider import AsyncQueryProvider
+from assist.adapters.queue import TaskQueue
+from assist.core.ranking import RankingWeights
+from assist.security import CallbackVerifier, DeskAuthenticator
+from assist.services.records import Recorder
+from assist.settings import Settings
+from assist.stores.analytics import AnalyticsStore
+from assist.stores.audit_log import AuditLog
+from assist.stores.conversations import ConversationStore
+from assist.stores.feedback import FeedbackStore
+from assist.stores.idempotency import IdempotencyStore
+from assist.stores.redis_client import RedisConnections
+from assist.stores.requests import RequestStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: RedisConnections
+    queue: TaskQueue
+    requests: RequestStore
+    conversations: ConversationStore
+    feedback: FeedbackStore
+    idempotency: IdempotencyStore
+    analytics: AnalyticsStore
+    recorder: Recorder
+    desk_auth: DeskAuthenticator
+    callback_verifier: CallbackVerifier
+    weights: RankingWeights
+    http_client: httpx.Client
+    tokens: TokenProvider
+    provider: AsyncQueryProvider
+    analytics_sink: AnalyticsSink | None
+
+    def close(self) -> None:
+        self.http_client.close()
+        self.redis.close()
+
+
+def build_services(settings: Settings) -> Services:
+    redis = RedisConnections.from_settings(settings)
+    queue = TaskQueue(redis.raw, name=settings.queue_name, job_timeout_s=settings.job_timeout_s)
+    analytics = AnalyticsStore(redis, maxlen=settings.analytics_stream_maxlen)
+    http_client = httpx.Client(
+        timeout=settings.genesys_timeout_s,
+        headers={"User-Agent": "genesys-assist/0.1"},
+        follow_redirects=False,
+    )
+    http = ResilientHttp(
+        http_client,
+        max_attempts=settings.genesys_max_attempts,
+        max_retry_after_s=settings.genesys_max_retry_after_s,
+    )
+    tokens = TokenProvider(settings, http, redis)
+    sink = (
+        AnalyticsSink(
+            http_client, settings.analytics_url, settings.analytics_token.get_secret_value()
+        )
+        if settings.analytics_url
+        else None
+    )
+    return Services(
+        settings=settings,
+        redis=redis,
+        queue=queue,
+        requests=RequestStore(redis, ttl_s=settings.request_ttl_s),
+        conversations=ConversationStore(
+            redis, ttl_s=settings.request_ttl_s, feed_maxlen=settings.feed_stream_maxlen
+        ),
+        feedback=FeedbackStore(redis, mark_ttl_s=settings.callback_dedup_ttl_s),
+        idempotency=IdempotencyStore(redis, ttl_s=settings.idempotency_ttl_s),
+        analytics=analytics,
+        recorder=Recorder(
+            AuditLog(settings.audit_log_path), analytics, queue, redis, deliver=sink is not None
+        ),
+        desk_auth=DeskAuthenticator(settings.desk_tokens),
+        callback_verifier=CallbackVerifier(
+            settings.callback_secrets,
+            shared_secret_header=settings.callback_shared_secret_header,
+            shared_secrets=settings.callback_shared_secrets,
+        ),
+        weights=RankingWeights(
+            confidence=settings.rank_weight_confidence,
+            skill=settings.rank_weight_skill,
+            feedback=settings.rank_weight_feedback,
+            skill_bonus=settings.rank_skill_bonus,
+        ),
+        http_client=http_client,
+        tokens=tokens,
+        provider=AsyncQueryProvider(
+            http, tokens, f"{settings.query_base_url}{settings.provider_query_path}"
+        ),
+        analytics_sink=sink,
+    )

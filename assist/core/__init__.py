@@ -1,0 +1,1 @@
+"""Framework-free domain core: models, ranking, redaction and record events (no I/O)."""

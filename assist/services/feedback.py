@@ -1,0 +1,57 @@
+"""Agent feedback on suggestions: counted for ranking, recorded for audit and analytics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from assist.bootstrap import Services
+from assist.core.audit import EventType, RecordEvent
+from assist.core.models import FeedbackAction, Rating
+from assist.errors import NotFoundError
+
+
+@dataclass(frozen=True)
+class FeedbackCommand:
+    conversation_id: str
+    suggestion_id: str
+    agent_id: str
+    action: FeedbackAction
+    rating: Rating | None = None
+    request_id: str | None = None
+
+
+def record_feedback(services: Services, command: FeedbackCommand) -> bool:
+    """Count the action against the suggestion; returns whether the ranking inputs changed.
+
+    Feedback is only taken for a suggestion that this server delivered in that conversation,
+    so a typo in an id cannot silently train the ranking.
+    """
+    if command.request_id is not None:
+        request = services.requests.get(command.request_id)
+        if request is None or request.conversation_id != command.conversation_id:
+            raise NotFoundError(
+                f"unknown request id {command.request_id!r} for this conversation",
+                code="unknown_request",
+            )
+    if not services.conversations.has_suggestion(command.conversation_id, command.suggestion_id):
+        raise NotFoundError(
+            f"suggestion {command.suggestion_id!r} was not delivered in conversation "
+            f"{command.conversation_id!r}",
+            code="unknown_suggestion",
+        )
+    changed = services.feedback.record(
+        command.conversation_id, command.suggestion_id, command.action
+    )
+    services.recorder.record(
+        RecordEvent.create(
+            EventType.FEEDBACK_RECORDED,
+            request_id=command.request_id,
+            conversation_id=command.conversation_id,
+            agent_id=command.agent_id,
+            suggestion_id=command.suggestion_id,
+            action=command.action.value,
+            rating=command.rating.value if command.rating else None,
+            counted=changed,
+        )
+    )
+    return changed

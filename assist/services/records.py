@@ -1,0 +1,55 @@
+"""Writing record events: one audit line, one analytics record, and (if configured) a delivery job.
+
+Audit and analytics failures are logged, never raised: the suggestion path must not fail
+because a dashboard counter could not be written. The audit line is written first, because
+it is the record of last resort.
+"""
+
+from __future__ import annotations
+
+from rq import Retry
+
+from assist.adapters.queue import TaskQueue
+from assist.core.audit import RecordEvent
+from assist.logconfig import get_logger
+from assist.stores.analytics import AnalyticsStore
+from assist.stores.audit_log import AuditLog
+from assist.stores.redis_client import RedisConnections
+
+log = get_logger(__name__)
+
+# Delivery to the analytics endpoint: 5 more tries over about 13 minutes.
+ANALYTICS_RETRY = Retry(max=5, interval=[1, 5, 30, 120, 600])
+
+
+class Recorder:
+    def __init__(
+        self,
+        audit: AuditLog,
+        analytics: AnalyticsStore,
+        queue: TaskQueue,
+        redis: RedisConnections,
+        *,
+        deliver: bool,
+    ) -> None:
+        self.audit = audit
+        self._analytics = analytics
+        self._queue = queue
+        self._redis = redis
+        self._deliver = deliver
+
+    def record(self, event: RecordEvent) -> None:
+        try:
+            self.audit.append(event)
+        except OSError as exc:
+            log.error("audit.write_failed", path=str(self.audit.path), error=repr(exc))
+        try:
+            with self._redis.raw.pipeline(transaction=True) as pipe:
+                self._analytics.stage_add(pipe, event)
+                if self._deliver:
+                    self._queue.enqueue(
+                        "deliver_analytics", event.to_record(), retry=ANALYTICS_RETRY, pipeline=pipe
+                    )
+                pipe.execute()
+        except Exception as exc:
+            log.error("analytics.write_failed", event_type=event.type.value, error=repr(exc))

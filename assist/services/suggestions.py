@@ -1,0 +1,569 @@
+"""Triggered suggestions (capability C1): trigger, submit, callback, rank, expire, read.
+
+    desk ──POST /v1/suggestions──▶ trigger()          request + submit job + expiry job (one MULTI)
+    worker ─────────────────────▶ submit_query()      OAuth token, async query with callback URL
+    provider ─POST /v1/callbacks/genesys─▶ receive_callback()   dedup marker + rank job (one MULTI)
+    worker ─────────────────────▶ rank_callback()     rank, store, append to the conversation feed
+    worker / reader ────────────▶ expire_request()    no final callback in time -> expired
+
+Every step writes a record event (audit line + analytics). Redis writes that must not be
+separated from a job (a request and its submission; an acknowledged callback and its ranking)
+are queued in the same transaction as the enqueue, so a 2xx is only ever sent for work that
+is durably in Redis.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field
+from redis.client import Pipeline
+from rq import Retry
+
+from assist.adapters.genesys.errors import GenesysError
+from assist.bootstrap import Services
+from assist.core.audit import EventType, RecordEvent
+from assist.core.models import (
+    Candidate,
+    RankedSuggestion,
+    RequestStatus,
+    SuggestionRequest,
+    utcnow,
+)
+from assist.core.ranking import rank
+from assist.core.redaction import redact_text
+from assist.errors import ConflictError, FieldValidationError, NotFoundError
+from assist.logconfig import get_logger
+from assist.security import VerifiedCallback, digest
+from assist.stores.idempotency import IdempotencyRecord
+
+log = get_logger(__name__)
+
+# A ranking job that dies with its worker is retried by RQ's abandoned-job cleanup.
+RANK_RETRY = Retry(max=3, interval=[1, 5, 30])
+
+
+def _ms_since(start: datetime, now: datetime) -> int:
+    return int((now - start).total_seconds() * 1000)
+
+
+# --- trigger ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TriggerCommand:
+    conversation_id: str
+    knowledge_source_ids: tuple[str, ...]
+    transcript: str | None = None
+    agent_id: str | None = None
+    agent_skills: tuple[str, ...] = ()
+    max_results: int | None = None
+
+
+@dataclass(frozen=True)
+class IdempotencyContext:
+    scope: str
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class TriggerResult:
+    request: SuggestionRequest
+    replayed: bool = False
+
+
+def callback_url_for(services: Services, request_id: str) -> str:
+    # The request id rides along so a provider that calls back before the submission job has
+    # recorded its provider id (a fast provider) can still be matched.
+    return f"{services.settings.callback_url}?request_id={quote(request_id)}"
+
+
+def trigger(
+    services: Services, command: TriggerCommand, *, idempotency: IdempotencyContext | None = None
+) -> TriggerResult:
+    """Accept a desktop trigger: store the request and enqueue its submission, atomically."""
+    settings = services.settings
+    transcript = command.transcript
+    if transcript is None:
+        transcript = services.conversations.transcript_window(command.conversation_id)
+        if not transcript:
+            raise FieldValidationError(
+                "no transcript given and no live transcript is known for this conversation",
+                details=[{"field": "transcript", "message": "required when no live transcript"}],
+            )
+    now = utcnow()
+    request_id = f"req_{uuid.uuid4().hex}"
+    request = SuggestionRequest(
+        request_id=request_id,
+        conversation_id=command.conversation_id,
+        agent_id=command.agent_id,
+        agent_skills=command.agent_skills,
+        knowledge_source_ids=command.knowledge_source_ids,
+        # Redacted on the way in: the provider, Redis and every record only see the safe text.
+        transcript=redact_text(transcript),
+        max_results=command.max_results or settings.max_results,
+        created_at=now,
+        updated_at=now,
+        expires_at=now + timedelta(seconds=settings.request_expiry_s),
+    )
+    idem_key = (
+        services.idempotency.key(idempotency.scope, digest(idempotency.key))
+        if idempotency
+        else None
+    )
+
+    def body(pipe: Pipeline) -> TriggerResult:
+        if idempotency is not None and idem_key is not None:
+            existing = services.idempotency.read_in(pipe, idem_key)
+            if existing is not None:
+                if existing.fingerprint != idempotency.fingerprint:
+                    raise ConflictError(
+                        "Idempotency-Key was already used with a different body",
+                        code="idempotency_key_reused",
+                    )
+                original = services.requests.read_in(pipe, existing.request_id)
+                if original is not None:
+                    return TriggerResult(original, replayed=True)
+        pipe.multi()
+        services.requests.stage_save(pipe, request)
+        services.queue.enqueue(
+            "submit_query", request_id, job_id=f"submit-{request_id}", pipeline=pipe
+        )
+        services.queue.enqueue_at(
+            request.expires_at,
+            "expire_request",
+            request_id,
+            job_id=f"expire-{request_id}",
+            pipeline=pipe,
+        )
+        if idempotency is not None and idem_key is not None:
+            services.idempotency.stage_save(
+                pipe,
+                idem_key,
+                IdempotencyRecord(fingerprint=idempotency.fingerprint, request_id=request_id),
+            )
+        return TriggerResult(request)
+
+    result = services.redis.transact([idem_key] if idem_key else [], body)
+    if not result.replayed:
+        services.recorder.record(
+            RecordEvent.create(
+                EventType.QUERY_REQUESTED,
+                request_id=request_id,
+                conversation_id=request.conversation_id,
+                agent_id=request.agent_id,
+                knowledge_source_ids=list(request.knowledge_source_ids),
+                agent_skills=list(request.agent_skills),
+                transcript_chars=len(request.transcript),
+            )
+        )
+    return result
+
+
+# --- submission (worker) ---------------------------------------------------------------------
+
+
+def submit_query(services: Services, request_id: str) -> SuggestionRequest | None:
+    """Send the async query to the provider; the request moves to `submitted` or `failed`."""
+    request = services.requests.get(request_id)
+    if request is None or request.status is not RequestStatus.QUEUED:
+        log.info(
+            "submit.skipped",
+            request_id=request_id,
+            status=request.status.value if request else None,
+        )
+        return request
+    if request.expires_at <= utcnow():
+        return expire_request(services, request_id)
+    try:
+        accepted = services.provider.submit(request, callback_url_for(services, request_id))
+    except GenesysError as exc:
+        now = utcnow()
+        error = f"provider: {exc}"
+        failed = services.requests.update(
+            request_id,
+            lambda r: (
+                r.moved_to(RequestStatus.FAILED, at=now, error=error)
+                if not r.status.is_terminal
+                else None
+            ),
+        )
+        services.recorder.record(
+            RecordEvent.create(
+                EventType.QUERY_FAILED,
+                request_id=request_id,
+                conversation_id=request.conversation_id,
+                agent_id=request.agent_id,
+                error_type=type(exc).__name__,
+                error=str(exc),
+                retryable=exc.retryable,
+            )
+        )
+        return failed
+    now = utcnow()
+
+    def mark_submitted(current: SuggestionRequest) -> SuggestionRequest | None:
+        if current.status is RequestStatus.QUEUED:
+            return current.moved_to(
+                RequestStatus.SUBMITTED, at=now, provider_request_id=accepted.id
+            )
+        if current.provider_request_id is None:
+            return current.model_copy(update={"provider_request_id": accepted.id})
+        return None
+
+    updated = services.requests.update(
+        request_id,
+        mark_submitted,
+        extra=lambda pipe, _: services.requests.stage_bind_provider(pipe, accepted.id, request_id),
+    )
+    services.recorder.record(
+        RecordEvent.create(
+            EventType.QUERY_SUBMITTED,
+            request_id=request_id,
+            conversation_id=request.conversation_id,
+            agent_id=request.agent_id,
+            provider=services.provider.name,
+            provider_request_id=accepted.id,
+            latency_ms=_ms_since(request.created_at, now),
+        )
+    )
+    return updated or services.requests.get(request_id)
+
+
+# --- callback (web) --------------------------------------------------------------------------
+
+
+class CallbackSuggestionMetadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    tags: list[str] = Field(default_factory=list, max_length=50)
+
+
+class CallbackSuggestion(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=200)
+    title: str = Field(max_length=500)
+    content: str = Field(max_length=20_000)
+    confidence: float = Field(ge=0.0, le=1.0)
+    knowledge_source_id: str = Field(min_length=1, max_length=200)
+    metadata: CallbackSuggestionMetadata = Field(default_factory=CallbackSuggestionMetadata)
+
+
+class CallbackPayload(BaseModel):
+    """The provider's callback body (DESIGN.md §4)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=200, description="The provider's request id.")
+    status: Literal["queued", "processing", "completed", "failed"]
+    suggestions: list[CallbackSuggestion] = Field(default_factory=list, max_length=100)
+    error: str | None = Field(default=None, max_length=2000)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in ("completed", "failed")
+
+
+@dataclass(frozen=True)
+class CallbackOutcome:
+    status_code: int
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+def _resolve_callback_request(
+    services: Services, payload: CallbackPayload, request_id_hint: str | None
+) -> SuggestionRequest:
+    request_id = services.requests.resolve_provider(payload.id)
+    if request_id is None and request_id_hint:
+        hinted = services.requests.get(request_id_hint)
+        if hinted is not None and hinted.provider_request_id in (None, payload.id):
+            return hinted
+    request = services.requests.get(request_id) if request_id else None
+    if request is None:
+        raise NotFoundError(f"unknown provider request id {payload.id!r}", code="unknown_request")
+    return request
+
+
+def receive_callback(
+    services: Services,
+    payload: CallbackPayload,
+    verified: VerifiedCallback,
+    *,
+    request_id_hint: str | None = None,
+) -> CallbackOutcome:
+    """Acknowledge a verified callback; final ones are queued for ranking exactly once."""
+    request = _resolve_callback_request(services, payload, request_id_hint)
+    keys = services.redis.keys
+    ttl = services.settings.callback_dedup_ttl_s
+    message_key = (
+        keys.callback_message(digest(verified.message_id)) if verified.message_id else None
+    )
+    final_key = keys.callback_final(payload.id)
+    received_at = utcnow()
+
+    def body(pipe: Pipeline) -> bool:
+        """Returns whether this delivery is new."""
+        if message_key is not None and pipe.exists(message_key):
+            return False
+        if payload.is_final and pipe.exists(final_key):
+            return False
+        pipe.multi()
+        if message_key is not None:
+            pipe.set(message_key, "1", ex=ttl)
+        services.requests.stage_bind_provider(pipe, payload.id, request.request_id)
+        if payload.is_final:
+            pipe.set(final_key, request.request_id, ex=ttl)
+            if not request.status.is_terminal:
+                services.queue.enqueue(
+                    "rank_callback",
+                    request.request_id,
+                    payload.model_dump(mode="json"),
+                    received_at.isoformat(),
+                    job_id=f"rank-{request.request_id}",
+                    retry=RANK_RETRY,
+                    pipeline=pipe,
+                )
+        return True
+
+    watched = [final_key] + ([message_key] if message_key else [])
+    is_new = services.redis.transact(watched, body)
+    late = request.status.is_terminal
+    services.recorder.record(
+        RecordEvent.create(
+            EventType.CALLBACK_RECEIVED,
+            request_id=request.request_id,
+            conversation_id=request.conversation_id,
+            provider_request_id=payload.id,
+            callback_status=payload.status,
+            suggestions=len(payload.suggestions),
+            duplicate=not is_new,
+            late=late,
+            auth_mode=verified.mode,
+            latency_ms=_ms_since(request.created_at, received_at),
+        )
+    )
+    if not is_new:
+        return CallbackOutcome(200, {"status": "duplicate", "request_id": request.request_id})
+    if late:
+        return CallbackOutcome(
+            200,
+            {
+                "status": "ignored",
+                "request_id": request.request_id,
+                "reason": f"request is already {request.status.value}",
+            },
+        )
+    if not payload.is_final:
+        now = utcnow()
+        services.requests.update(
+            request.request_id,
+            lambda r: (
+                r.moved_to(RequestStatus.SUBMITTED, at=now, provider_request_id=payload.id)
+                if r.status is RequestStatus.QUEUED
+                else None
+            ),
+        )
+        return CallbackOutcome(202, {"status": "acknowledged", "request_id": request.request_id})
+    return CallbackOutcome(202, {"status": "queued", "request_id": request.request_id})
+
+
+# --- ranking (worker) ------------------------------------------------------------------------
+
+
+def rank_callback(
+    services: Services, request_id: str, payload_data: dict[str, Any], received_at: str
+) -> SuggestionRequest | None:
+    """Rank a final callback's suggestions, store them and deliver them to the conversation.
+
+    Idempotent: a request that is already terminal is left alone, so an RQ retry after a
+    worker death neither ranks twice nor writes a second `suggestions_ranked` record.
+    """
+    payload = CallbackPayload.model_validate(payload_data)
+    if payload.status == "failed":
+        now = utcnow()
+        failed = services.requests.update(
+            request_id,
+            lambda r: (
+                r.moved_to(
+                    RequestStatus.FAILED, at=now, error=f"provider: {payload.error or 'failed'}"
+                )
+                if not r.status.is_terminal
+                else None
+            ),
+        )
+        if failed is not None:
+            services.recorder.record(
+                RecordEvent.create(
+                    EventType.QUERY_FAILED,
+                    request_id=request_id,
+                    conversation_id=failed.conversation_id,
+                    error_type="ProviderFailure",
+                    error=payload.error or "provider reported failure",
+                    retryable=False,
+                )
+            )
+        return failed
+
+    candidates = [
+        Candidate(
+            id=s.id,
+            title=s.title,
+            content=s.content,
+            confidence=s.confidence,
+            knowledge_source_id=s.knowledge_source_id,
+            tags=tuple(s.metadata.tags),
+            source=services.provider.name,
+        )
+        for s in payload.suggestions
+    ]
+    feedback = services.feedback.stats(c.id for c in candidates)
+    keys = services.redis.keys
+    now = utcnow()
+
+    def body(pipe: Pipeline) -> SuggestionRequest | None:
+        request = services.requests.read_in(pipe, request_id)
+        if request is None or request.status.is_terminal:
+            return None
+        shown = services.conversations.shown_scores_in(pipe, request.conversation_id)
+        outcome = rank(
+            candidates,
+            agent_skills=request.agent_skills,
+            feedback=feedback,
+            weights=services.weights,
+            previously_shown=shown,
+            max_results=request.max_results,
+        )
+        completed = request.moved_to(
+            RequestStatus.COMPLETED,
+            at=now,
+            provider_request_id=request.provider_request_id or payload.id,
+            suggestions=outcome.ranked,
+            suppressed=outcome.suppressed,
+        )
+        pipe.multi()
+        services.requests.stage_save(pipe, completed)
+        if outcome.ranked:
+            services.conversations.stage_delivery(
+                pipe,
+                request.conversation_id,
+                outcome.ranked,
+                feed_event(completed, outcome.ranked),
+            )
+        return completed
+
+    # The request key is watched for its status; the conversation's shown scores so that two
+    # rankings in one conversation cannot both show the same article.
+    pending = services.requests.get(request_id)
+    watched = [keys.request(request_id)]
+    if pending is not None:
+        watched.append(keys.conversation_shown(pending.conversation_id))
+    completed = services.redis.transact(watched, body)
+    if completed is None:
+        log.info("rank.skipped", request_id=request_id)
+        return pending
+    received = datetime.fromisoformat(received_at)
+    ranked_ids = [s.id for s in completed.suggestions]
+    services.recorder.record(
+        RecordEvent.create(
+            EventType.SUGGESTIONS_RANKED,
+            request_id=request_id,
+            conversation_id=completed.conversation_id,
+            agent_id=completed.agent_id,
+            candidates=len(candidates),
+            ranked=[{"id": s.id, "score": s.score, "rank": s.rank} for s in completed.suggestions],
+            suppressed=[s.id for s in completed.suppressed],
+            ranking_ms=_ms_since(received, now),
+            latency_ms=_ms_since(completed.created_at, now),
+        )
+    )
+    if ranked_ids:
+        services.recorder.record(
+            RecordEvent.create(
+                EventType.SUGGESTIONS_DELIVERED,
+                request_id=request_id,
+                conversation_id=completed.conversation_id,
+                agent_id=completed.agent_id,
+                suggestion_ids=ranked_ids,
+                channel="conversation-feed",
+            )
+        )
+    return completed
+
+
+def feed_event(request: SuggestionRequest, ranked: tuple[RankedSuggestion, ...]) -> dict[str, Any]:
+    return {
+        "type": "suggestions",
+        "request_id": request.request_id,
+        "conversation_id": request.conversation_id,
+        "suggestions": [s.model_dump(mode="json") for s in ranked],
+        "ts": (request.completed_at or request.updated_at).isoformat(),
+    }
+
+
+# --- expiry and reads ------------------------------------------------------------------------
+
+
+def expire_request(services: Services, request_id: str) -> SuggestionRequest | None:
+    """Move a request with no final callback past its deadline to `expired`."""
+    now = utcnow()
+    expired = services.requests.update(
+        request_id,
+        lambda r: (
+            r.moved_to(RequestStatus.EXPIRED, at=now, error="no final callback before the deadline")
+            if not r.status.is_terminal and r.expires_at <= now
+            else None
+        ),
+    )
+    if expired is None:
+        return services.requests.get(request_id)
+    services.recorder.record(
+        RecordEvent.create(
+            EventType.REQUEST_EXPIRED,
+            request_id=request_id,
+            conversation_id=expired.conversation_id,
+            agent_id=expired.agent_id,
+            status_before="submitted" if expired.submitted_at else "queued",
+            latency_ms=_ms_since(expired.created_at, now),
+        )
+    )
+    return expired
+
+
+def get_request(services: Services, request_id: str) -> SuggestionRequest:
+    request = services.requests.get(request_id)
+    if request is None:
+        raise NotFoundError(f"unknown request id {request_id!r}", code="unknown_request")
+    if not request.status.is_terminal and request.expires_at <= utcnow():
+        # The scheduled expiry job may be late (or its worker down); readers never see a
+        # request that is past its deadline as still pending.
+        return expire_request(services, request_id) or request
+    return request
+
+
+def conversation_suggestions(services: Services, conversation_id: str) -> list[RankedSuggestion]:
+    if not services.conversations.exists(conversation_id):
+        raise NotFoundError(
+            f"no suggestions for conversation {conversation_id!r}", code="unknown_conversation"
+        )
+    return services.conversations.latest(conversation_id)
+
+
+__all__ = [
+    "CallbackOutcome",
+    "CallbackPayload",
+    "IdempotencyContext",
+    "TriggerCommand",
+    "conversation_suggestions",
+    "expire_request",
+    "get_request",
+    "rank_callback",
+    "receive_callback",
+    "submit_query",
+    "trigger",
+]

@@ -1,0 +1,168 @@
+"""The one settings class of genesys-assist.
+
+Every setting comes from the environment (or a `.env` file) and is validated once per
+process by the entry point, which passes the resulting `Settings` object down explicitly.
+Nothing reads the environment at import time: tests build `Settings(...)` directly.
+
+Names: every field is read from `ASSIST_<FIELD>` except the platform-given ones
+(`REDIS_URL`, `PORT`) and `GENESYS_ENV`, which keep their conventional names.
+`.env.example` lists every field; a unit test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+SecretList = Annotated[list[SecretStr], NoDecode]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Validated configuration for the web, worker and stream processes."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ASSIST_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        env_ignore_empty=True,
+        populate_by_name=True,
+    )
+
+    # --- processes -----------------------------------------------------------------------
+    environment: Literal["development", "production", "test"] = "development"
+    port: int = Field(default=5000, ge=1, le=65535, validation_alias=AliasChoices("PORT"))
+    public_base_url: str = Field(
+        default="http://127.0.0.1:5000",
+        description="Base URL at which providers reach this server (callbacks are sent here).",
+    )
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- redis and queues ----------------------------------------------------------------
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6390/0",
+        validation_alias=AliasChoices("REDIS_URL", "ASSIST_REDIS_URL"),
+    )
+    redis_socket_timeout_s: float = Field(default=2.0, gt=0)
+    key_prefix: str = Field(default="assist:v1", pattern=r"^[A-Za-z0-9:_-]+$")
+    queue_name: str = Field(default="assist", pattern=r"^[A-Za-z0-9_-]+$")
+    worker_class: Literal["fork", "simple"] = "fork"
+    worker_maintenance_interval_s: int = Field(default=60, ge=5)
+    job_timeout_s: int = Field(default=60, ge=1)
+
+    # --- desk API ------------------------------------------------------------------------
+    desk_tokens: SecretList = Field(default_factory=list)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    request_ttl_s: int = Field(default=24 * 3600, ge=60, description="How long results are kept.")
+    request_expiry_s: int = Field(
+        default=120, ge=1, description="A query with no final callback by then is expired."
+    )
+    max_results: int = Field(default=5, ge=1, le=50)
+
+    # --- callbacks -----------------------------------------------------------------------
+    callback_secrets: SecretList = Field(default_factory=list)
+    callback_shared_secret_header: str = Field(default="")
+    callback_shared_secrets: SecretList = Field(default_factory=list)
+    callback_dedup_ttl_s: int = Field(default=7 * 24 * 3600, ge=600)
+
+    # --- Genesys Cloud and the async-query provider ---------------------------------------
+    genesys_env: str = Field(
+        default="mypurecloud.com",
+        validation_alias=AliasChoices("GENESYS_ENV", "ASSIST_GENESYS_ENV"),
+    )
+    genesys_api_base_url: str = ""
+    genesys_login_base_url: str = ""
+    genesys_client_id: str = ""
+    genesys_client_secret: SecretStr = SecretStr("")
+    genesys_timeout_s: float = Field(default=10.0, gt=0)
+    genesys_max_attempts: int = Field(default=5, ge=1, le=20)
+    genesys_max_retry_after_s: float = Field(default=180.0, ge=0)
+    token_refresh_margin_s: int = Field(default=300, ge=0)
+    provider_base_url: str = ""
+    provider_query_path: str = "/v1/knowledge/queries"
+
+    # --- ranking -------------------------------------------------------------------------
+    rank_weight_confidence: float = Field(default=0.6, ge=0)
+    rank_weight_skill: float = Field(default=0.3, ge=0)
+    rank_weight_feedback: float = Field(default=0.1, ge=0)
+    rank_skill_bonus: float = Field(default=0.15, ge=0)
+
+    # --- records -------------------------------------------------------------------------
+    audit_log_path: str = "var/audit.jsonl"
+    analytics_url: str = ""
+    analytics_token: SecretStr = SecretStr("")
+    analytics_stream_maxlen: int = Field(default=100_000, ge=100)
+    feed_stream_maxlen: int = Field(default=1000, ge=10)
+
+    _split = field_validator(
+        "desk_tokens", "callback_secrets", "callback_shared_secrets", mode="before"
+    )(_split_commas)
+
+    @field_validator("callback_secrets")
+    @classmethod
+    def _secrets_are_standard_webhooks(cls, secrets: list[SecretStr]) -> list[SecretStr]:
+        for secret in secrets:
+            if not secret.get_secret_value().startswith("whsec_"):
+                raise ValueError("every ASSIST_CALLBACK_SECRETS entry must start with 'whsec_'")
+        return secrets
+
+    @field_validator(
+        "public_base_url",
+        "genesys_api_base_url",
+        "genesys_login_base_url",
+        "provider_base_url",
+        "analytics_url",
+    )
+    @classmethod
+    def _strip_trailing_slash(cls, url: str) -> str:
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _callbacks_can_be_authenticated(self) -> Settings:
+        if self.callback_shared_secret_header and not self.callback_shared_secrets:
+            raise ValueError(
+                "ASSIST_CALLBACK_SHARED_SECRET_HEADER is set but ASSIST_CALLBACK_SHARED_SECRETS "
+                "is empty"
+            )
+        weights = (self.rank_weight_confidence, self.rank_weight_skill, self.rank_weight_feedback)
+        if sum(weights) <= 0:
+            raise ValueError("at least one ranking weight must be positive")
+        return self
+
+    # --- derived values ------------------------------------------------------------------
+    @property
+    def api_base_url(self) -> str:
+        """REST base: the explicit override, else `https://api.<GENESYS_ENV>`."""
+        return self.genesys_api_base_url or f"https://api.{self.genesys_env}"
+
+    @property
+    def login_base_url(self) -> str:
+        """OAuth base: the explicit override, else `https://login.<GENESYS_ENV>`."""
+        return self.genesys_login_base_url or f"https://login.{self.genesys_env}"
+
+    @property
+    def query_base_url(self) -> str:
+        """Where async queries go: the provider override, else the Genesys API base."""
+        return self.provider_base_url or self.api_base_url
+
+    @property
+    def callback_url(self) -> str:
+        return f"{self.public_base_url}/v1/callbacks/genesys"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; only entry points call this."""
+    return Settings()

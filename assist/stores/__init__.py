@@ -1,0 +1,1 @@
+"""Redis-backed stores and the audit file: the state of the server, behind small classes."""

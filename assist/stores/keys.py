@@ -1,0 +1,78 @@
+"""Every Redis key the server uses, in one place, under one prefix (default `assist:v1`).
+
+RQ keeps its own `rq:*` keys; everything of ours goes through `Keys`. Ids that come from
+outside (conversation ids, suggestion ids) are used as they are: Redis keys are binary safe,
+and the API validates their length and characters before they get here.
+"""
+
+from __future__ import annotations
+
+
+class Keys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # --- suggestion requests -------------------------------------------------------------
+    def request(self, request_id: str) -> str:
+        """JSON of a `SuggestionRequest`."""
+        return self._key("request", request_id)
+
+    def provider_request(self, provider_request_id: str) -> str:
+        """Provider request id -> our request id."""
+        return self._key("provider-request", provider_request_id)
+
+    def idempotency(self, scope: str, key_digest: str) -> str:
+        """Idempotency-Key record: body fingerprint and the request id it created."""
+        return self._key("idempotency", scope, key_digest)
+
+    # --- callbacks -----------------------------------------------------------------------
+    def callback_message(self, webhook_id_digest: str) -> str:
+        """A `webhook-id` already processed (Standard Webhooks dedup)."""
+        return self._key("callback", "message", webhook_id_digest)
+
+    def callback_final(self, provider_request_id: str) -> str:
+        """Set once the final callback of a provider request has been queued for ranking."""
+        return self._key("callback", "final", provider_request_id)
+
+    # --- conversations -------------------------------------------------------------------
+    def conversation_suggestions(self, conversation_id: str) -> str:
+        """Hash: suggestion id -> JSON of the latest `RankedSuggestion`."""
+        return self._key("conversation", conversation_id, "suggestions")
+
+    def conversation_shown(self, conversation_id: str) -> str:
+        """Hash: suggestion id -> score at which it was last shown."""
+        return self._key("conversation", conversation_id, "shown")
+
+    def conversation_transcript(self, conversation_id: str) -> str:
+        """List of the conversation's recent final utterances (the live transcript window)."""
+        return self._key("conversation", conversation_id, "transcript")
+
+    def conversation_feed(self, conversation_id: str) -> str:
+        """Stream of delivered suggestion events (the desk's live feed)."""
+        return self._key("conversation", conversation_id, "feed")
+
+    # --- feedback ------------------------------------------------------------------------
+    def feedback_stats(self, suggestion_id: str) -> str:
+        """Hash: shown / accepted counts per suggestion, plus one counter per action."""
+        return self._key("feedback", "stats", suggestion_id)
+
+    def feedback_mark(self, conversation_id: str, suggestion_id: str, what: str) -> str:
+        """Set once per conversation so replayed feedback does not count twice."""
+        return self._key("feedback", "mark", conversation_id, suggestion_id, what)
+
+    # --- Genesys -------------------------------------------------------------------------
+    def genesys_token(self, client_digest: str) -> str:
+        return self._key("genesys", "token", client_digest)
+
+    def genesys_token_lock(self, client_digest: str) -> str:
+        return self._key("genesys", "token-lock", client_digest)
+
+    # --- analytics -----------------------------------------------------------------------
+    def analytics_events(self) -> str:
+        return self._key("analytics", "events")
+
+    def analytics_counters(self) -> str:
+        return self._key("analytics", "counters")

@@ -1,0 +1,79 @@
+"""Redis connections and the one transaction helper.
+
+Two clients share one URL: `decoded` (str replies) for our stores, `raw` (bytes) for RQ,
+which needs undecoded replies. Writes that must land together with an RQ enqueue (a request
+record and its submission job; a callback's dedup marker and its ranking job) go through
+`transact` on the raw client, in one MULTI/EXEC under WATCH.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import redis
+from redis.client import Pipeline
+
+from assist.settings import Settings
+from assist.stores.keys import Keys
+
+T = TypeVar("T")
+
+# What "Redis is unreachable" looks like from redis-py; the web layer answers 503 for these.
+REDIS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ReadOnlyError,
+)
+
+
+@dataclass(frozen=True)
+class RedisConnections:
+    decoded: redis.Redis
+    raw: redis.Redis
+    keys: Keys
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisConnections:
+        options = {
+            "socket_timeout": settings.redis_socket_timeout_s,
+            "socket_connect_timeout": settings.redis_socket_timeout_s,
+            "health_check_interval": 30,
+        }
+        return cls(
+            decoded=redis.Redis.from_url(settings.redis_url, decode_responses=True, **options),
+            raw=redis.Redis.from_url(settings.redis_url, **options),
+            keys=Keys(settings.key_prefix),
+        )
+
+    def transact(self, watch: list[str], body: Callable[[Pipeline], T]) -> T:
+        """Run `body` under WATCH; it reads through the pipeline, calls `multi()`, queues writes.
+
+        Retried from the start when a watched key changes before EXEC, so `body` must be
+        free of side effects outside Redis.
+        """
+        with self.raw.pipeline() as pipe:
+            while True:
+                try:
+                    if watch:
+                        pipe.watch(*watch)  # type: ignore[no-untyped-call]
+                    result = body(pipe)
+                    if pipe.explicit_transaction:
+                        pipe.execute()
+                    else:
+                        pipe.reset()
+                    return result
+                except redis.WatchError:
+                    continue
+
+    def close(self) -> None:
+        self.decoded.close()
+        self.raw.close()
+
+
+def decode(value: bytes | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return value.decode()

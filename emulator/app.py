@@ -1,0 +1,365 @@
+"""The emulator's HTTP routes (a Flask application factory).
+
+Routes, by audience:
+
+* our server's Genesys adapters: `POST /oauth/token` (the real Genesys client-credentials
+  contract) and `POST /v1/knowledge/queries` (the invented async-query provider contract,
+  answered with signed callbacks);
+* our server's analytics sink: `POST /analytics/events`;
+* process managers: `GET /healthz`;
+* tests and demos: `/emulator/*`, to read what the emulator saw and to inject faults.
+
+Answers use the Genesys Cloud wire formats: REST errors have the
+`{"message", "code", "status", "contextId", "details", "errors"}` shape and carry the
+`inin-ratelimit-*` and `ININ-Correlation-Id` headers, OAuth errors use the OAuth shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from werkzeug.exceptions import HTTPException
+
+from emulator.config import EmulatorConfig
+from emulator.delivery import CallbackDispatcher
+from emulator.knowledge import KnowledgeBase, load_articles
+from emulator.state import EmulatorState, RestFault
+
+log = logging.getLogger("emulator.http")
+
+FORM_MIMETYPE = "application/x-www-form-urlencoded"
+
+
+class KnowledgeQuery(BaseModel):
+    """Body of `POST /v1/knowledge/queries`.
+
+    Strict types so a client sending `"agentSkills": "billing"` hears about it. Unknown
+    fields are ignored, as Genesys Cloud APIs do, so the contract can grow.
+    """
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    conversationId: str = Field(min_length=1)
+    transcript: str = ""
+    agentSkills: list[str] = Field(default_factory=list)
+    knowledgeSourceIds: list[str] = Field(min_length=1)
+    callbackUrl: str
+    async_: bool = Field(default=True, alias="async")
+
+    @field_validator("knowledgeSourceIds")
+    @classmethod
+    def _no_blank_ids(cls, value: list[str]) -> list[str]:
+        if any(not item.strip() for item in value):
+            raise ValueError("knowledge source ids must not be blank")
+        return value
+
+    @field_validator("callbackUrl")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http or https URL")
+        return value
+
+    @field_validator("async_")
+    @classmethod
+    def _only_async(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("only asynchronous queries are supported; send true or omit it")
+        return value
+
+
+def genesys_error(status: int, code: str, message: str, correlation_id: str) -> Response:
+    """A Genesys Cloud style REST error (`contextId` is the request's correlation id)."""
+    response = jsonify(
+        {
+            "message": message,
+            "code": code,
+            "status": status,
+            "contextId": correlation_id,
+            "details": [],
+            "errors": [],
+        }
+    )
+    response.status_code = status
+    return response
+
+
+def oauth_error(status: int, error: str, description: str) -> Response:
+    # Genesys sends `description`; `error_description` is the RFC 6749 name, which generic
+    # OAuth clients look for.
+    response = jsonify(
+        {"error": error, "description": description, "error_description": description}
+    )
+    response.status_code = status
+    return response
+
+
+def basic_credentials(header: str) -> tuple[str | None, str | None]:
+    """(client id, secret) from an HTTP Basic `Authorization` header, or (None, None)."""
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None, None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None, None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        return None, None
+    return client_id, secret
+
+
+def bearer_token(header: str) -> str | None:
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _validation_message(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def create_app(
+    state: EmulatorState,
+    config: EmulatorConfig,
+    dispatcher: CallbackDispatcher,
+    knowledge: KnowledgeBase | None = None,
+) -> Flask:
+    """Build the emulator's Flask app around `state` (shared with the caller)."""
+    app = Flask("emulator")
+    kb = knowledge if knowledge is not None else KnowledgeBase(load_articles())
+
+    def rest_call(handler: Callable[[str], Response]) -> Response:
+        """Run a token/query handler behind the injected faults and the Genesys headers."""
+        correlation_id = str(uuid.uuid4())
+        limit = state.count_rest_call()
+        decision = state.decide_rest_fault()
+        if decision.slow_ms:
+            time.sleep(decision.slow_ms / 1000)
+        if decision.fault is RestFault.RATE_LIMITED:
+            response = genesys_error(
+                429,
+                "too.many.requests",
+                "Rate limit exceeded the maximum. Retry the request in "
+                f"[{decision.retry_after_s}] seconds",
+                correlation_id,
+            )
+            response.headers["Retry-After"] = str(decision.retry_after_s)
+        elif decision.fault is RestFault.SERVER_ERROR:
+            response = genesys_error(
+                503, "service.unavailable", "The service is currently unavailable", correlation_id
+            )
+        else:
+            response = handler(correlation_id)
+        response.headers["inin-ratelimit-count"] = str(limit.count)
+        response.headers["inin-ratelimit-allowed"] = str(limit.allowed)
+        response.headers["inin-ratelimit-reset"] = str(limit.reset_s)
+        response.headers["ININ-Correlation-Id"] = correlation_id
+        return response
+
+    # --- Genesys Cloud OAuth --------------------------------------------------------------
+
+    @app.post("/oauth/token")
+    def oauth_token() -> Response:
+        client_id, secret = basic_credentials(request.headers.get("Authorization", ""))
+
+        def handle(_: str) -> Response:
+            if request.mimetype != FORM_MIMETYPE:
+                return oauth_error(400, "invalid_request", f"the body must be {FORM_MIMETYPE}")
+            if (
+                client_id is None
+                or secret is None
+                or not hmac.compare_digest(client_id.encode(), config.client_id.encode())
+                or not hmac.compare_digest(secret.encode(), config.client_secret.encode())
+            ):
+                return oauth_error(
+                    401, "invalid_client", "client authentication failed (HTTP Basic expected)"
+                )
+            grant_type = request.form.get("grant_type")
+            if grant_type != "client_credentials":
+                return oauth_error(
+                    400,
+                    "unsupported_grant_type",
+                    f"grant_type must be client_credentials, got {grant_type!r}",
+                )
+            token = state.issue_token(config.token_ttl_s)
+            return jsonify(
+                {"access_token": token, "token_type": "bearer", "expires_in": config.token_ttl_s}
+            )
+
+        response = rest_call(handle)
+        state.record_token_request(
+            {
+                "client_id": client_id,
+                "ok": response.status_code == 200,
+                "status": response.status_code,
+            }
+        )
+        return response
+
+    # --- the async-query knowledge provider -----------------------------------------------
+
+    @app.post("/v1/knowledge/queries")
+    def knowledge_query() -> Response:
+        provider_id: str | None = None
+
+        def handle(correlation_id: str) -> Response:
+            nonlocal provider_id
+            token = bearer_token(request.headers.get("Authorization", ""))
+            if token is None or not state.token_is_valid(token):
+                return genesys_error(
+                    401, "bad.credentials", "Invalid login credentials.", correlation_id
+                )
+            if not request.is_json:
+                return genesys_error(
+                    400, "bad.request", "The body must be application/json.", correlation_id
+                )
+            try:
+                query = KnowledgeQuery.model_validate(request.get_json(silent=True))
+            except ValidationError as exc:
+                return genesys_error(400, "bad.request", _validation_message(exc), correlation_id)
+            provider_id = f"q_{uuid.uuid4().hex}"
+            faults = state.faults
+            if faults.drop_callbacks:
+                log.info("query %s accepted; dropping its callbacks (fault)", provider_id)
+            else:
+                delay_ms = (
+                    faults.callback_delay_ms
+                    if faults.callback_delay_ms is not None
+                    else config.callback_delay_ms
+                )
+                dispatcher.schedule(
+                    provider_id,
+                    query.callbackUrl,
+                    kb.match(query.transcript, query.knowledgeSourceIds),
+                    delay_s=delay_ms / 1000,
+                    extra_copies=faults.duplicate_deliveries,
+                )
+            response = jsonify(
+                {
+                    "id": provider_id,
+                    "status": "queued",
+                    "callbackUrl": query.callbackUrl,
+                    "createdTimestamp": _iso_now(),
+                }
+            )
+            response.status_code = 202
+            return response
+
+        response = rest_call(handle)
+        body = request.get_json(silent=True)
+        state.record_query(
+            {
+                "id": provider_id,
+                "status_code": response.status_code,
+                "body": body if body is not None else request.get_data(as_text=True),
+            }
+        )
+        return response
+
+    # --- analytics sink -------------------------------------------------------------------
+
+    @app.post("/analytics/events")
+    def analytics_events() -> Response:
+        if state.take_analytics_fault():
+            response = jsonify({"error": "unavailable", "description": "injected fault"})
+            response.status_code = 503
+            return response
+        data = request.get_json(force=True, silent=True)
+        events: list[dict[str, Any]]
+        if isinstance(data, dict):
+            events = [data]
+        elif isinstance(data, list) and all(isinstance(item, dict) for item in data):
+            events = data
+        else:
+            response = jsonify(
+                {"error": "bad_request", "description": "expected a JSON object or array of them"}
+            )
+            response.status_code = 400
+            return response
+        state.record_analytics_events(events)
+        response = jsonify({"received": len(events)})
+        response.status_code = 202
+        return response
+
+    # --- health ---------------------------------------------------------------------------
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    # --- test and fault control -----------------------------------------------------------
+
+    @app.get("/emulator/records")
+    def records() -> Response:
+        return jsonify(state.records())
+
+    @app.post("/emulator/reset")
+    def reset() -> Response:
+        state.reset()
+        return jsonify({"status": "reset"})
+
+    @app.get("/emulator/faults")
+    def get_faults() -> Response:
+        return jsonify(state.faults.model_dump())
+
+    @app.post("/emulator/faults")
+    def set_faults() -> Response:
+        changes = request.get_json(force=True, silent=True)
+        if not isinstance(changes, dict):
+            response = jsonify({"error": "bad_request", "description": "expected a JSON object"})
+            response.status_code = 400
+            return response
+        try:
+            faults = state.update_faults(changes)
+        except ValidationError as exc:
+            response = jsonify({"error": "invalid_faults", "description": _validation_message(exc)})
+            response.status_code = 400
+            return response
+        log.info("faults now %s", faults.model_dump(exclude_defaults=True))
+        return jsonify(faults.model_dump())
+
+    @app.post("/emulator/revoke-tokens")
+    def revoke_tokens() -> Response:
+        return jsonify({"revoked": state.revoke_tokens()})
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        # JSON rather than Werkzeug's HTML pages: every client of the emulator speaks JSON.
+        status = exc.code or 500
+        return genesys_error(
+            status,
+            (exc.name or "error").lower().replace(" ", "."),
+            exc.description or "",
+            str(uuid.uuid4()),
+        )
+
+    @app.after_request
+    def log_request(response: Response) -> Response:
+        log.info("%s %s -> %d", request.method, request.path, response.status_code)
+        return response
+
+    return app

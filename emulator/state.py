@@ -1,0 +1,253 @@
+"""Mutable state of one emulator: issued tokens, injected faults and what it has seen.
+
+Request threads (the HTTP server is threaded) and callback delivery threads all touch this
+state, so every access goes through one lock. Readers get copies, never the live lists, so
+a test can inspect records while deliveries continue.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import math
+import random
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Requests per rate-limit window advertised in `inin-ratelimit-allowed`. Informational
+#: only: real 429s come from the rate-limit faults, so load tests are not throttled by
+#: surprise.
+RATE_LIMIT_ALLOWED = 180
+RATE_LIMIT_WINDOW_S = 60.0
+
+
+class Faults(BaseModel):
+    """Faults injected into the emulator's answers; all off by default.
+
+    Strict so that `{"rate_limit_next": "3"}` or a misspelt field is refused rather than
+    silently ignored: a fault test that injects nothing would pass for the wrong reason.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    rate_limit_next: int = Field(default=0, ge=0)
+    rate_limit_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
+    retry_after_s: int = Field(default=1, ge=0)
+    server_error_next: int = Field(default=0, ge=0)
+    server_error_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
+    slow_ms: int = Field(default=0, ge=0)
+    duplicate_deliveries: int = Field(default=0, ge=0)
+    drop_callbacks: bool = False
+    callback_delay_ms: int | None = Field(default=None, ge=0)
+    analytics_error_next: int = Field(default=0, ge=0)
+
+
+class RestFault(enum.Enum):
+    """How a token or query call is to be answered before looking at the request itself."""
+
+    NONE = "none"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+
+
+@dataclass(frozen=True)
+class RestDecision:
+    """The fault decision for one token/query call (taken under the lock, acted on outside)."""
+
+    fault: RestFault
+    slow_ms: int
+    retry_after_s: int
+
+
+@dataclass(frozen=True)
+class RateLimitInfo:
+    """Values for the `inin-ratelimit-*` response headers."""
+
+    count: int
+    allowed: int
+    reset_s: int
+
+
+class TokenRequestRecord(TypedDict):
+    client_id: str | None
+    ok: bool
+    status: int
+
+
+class QueryRecord(TypedDict):
+    id: str | None
+    status_code: int
+    body: Any
+
+
+class CallbackRecord(TypedDict):
+    webhook_id: str
+    provider_request_id: str
+    status: str
+    #: 1-based count of sends of this message (webhook-id), across retries and duplicates.
+    attempt: int
+    #: 0 for the original delivery, k for the k-th extra copy (`duplicate_deliveries`).
+    copy: int
+    response_status: int | None
+    error: str | None
+    url: str
+    #: True on the last failed attempt of a delivery whose retry schedule ran out.
+    gave_up: bool
+
+
+class Records(TypedDict):
+    token_requests: list[TokenRequestRecord]
+    queries: list[QueryRecord]
+    callbacks: list[CallbackRecord]
+    analytics_events: list[dict[str, Any]]
+
+
+def _empty_records() -> Records:
+    return {"token_requests": [], "queries": [], "callbacks": [], "analytics_events": []}
+
+
+class EmulatorState:
+    """Tokens, faults and records of one emulator, safe to use from any thread."""
+
+    def __init__(self, *, fault_seed: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._fault_seed = fault_seed
+        self._rng = random.Random(fault_seed)
+        self._faults = Faults()
+        self._tokens: dict[str, float] = {}  # token -> expiry on the monotonic clock
+        self._records = _empty_records()
+        self._generation = 0
+        self._window_start = time.monotonic()
+        self._window_count = 0
+
+    # --- faults ---------------------------------------------------------------------------
+
+    @property
+    def faults(self) -> Faults:
+        with self._lock:
+            return self._faults
+
+    def update_faults(self, changes: Mapping[str, Any]) -> Faults:
+        """Merge `changes` into the current faults; raises `pydantic.ValidationError`.
+
+        The ratio generator is reseeded on every change so that a given sequence of calls
+        after a fault change always meets the same sequence of faults.
+        """
+        with self._lock:
+            merged = Faults.model_validate({**self._faults.model_dump(), **changes})
+            self._faults = merged
+            self._rng.seed(self._fault_seed)
+            return merged
+
+    def decide_rest_fault(self) -> RestDecision:
+        """Consume one token/query call from the fault budget and say how to answer it."""
+        with self._lock:
+            faults = self._faults
+            fault = RestFault.NONE
+            if faults.rate_limit_next > 0:
+                self._faults = faults.model_copy(
+                    update={"rate_limit_next": faults.rate_limit_next - 1}
+                )
+                fault = RestFault.RATE_LIMITED
+            elif faults.server_error_next > 0:
+                self._faults = faults.model_copy(
+                    update={"server_error_next": faults.server_error_next - 1}
+                )
+                fault = RestFault.SERVER_ERROR
+            # Draw only while a ratio is set, so unrelated calls don't shift the sequence.
+            elif faults.rate_limit_ratio > 0 and self._rng.random() < faults.rate_limit_ratio:
+                fault = RestFault.RATE_LIMITED
+            elif faults.server_error_ratio > 0 and self._rng.random() < faults.server_error_ratio:
+                fault = RestFault.SERVER_ERROR
+            return RestDecision(fault, faults.slow_ms, faults.retry_after_s)
+
+    def take_analytics_fault(self) -> bool:
+        """True if this analytics POST is to fail (consumes `analytics_error_next`)."""
+        with self._lock:
+            if self._faults.analytics_error_next > 0:
+                self._faults = self._faults.model_copy(
+                    update={"analytics_error_next": self._faults.analytics_error_next - 1}
+                )
+                return True
+            return False
+
+    def count_rest_call(self) -> RateLimitInfo:
+        """Count a token/query call in the current window, for the rate-limit headers."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._window_start >= RATE_LIMIT_WINDOW_S:
+                self._window_start = now
+                self._window_count = 0
+            self._window_count += 1
+            reset = math.ceil(self._window_start + RATE_LIMIT_WINDOW_S - now)
+            return RateLimitInfo(self._window_count, RATE_LIMIT_ALLOWED, max(reset, 0))
+
+    # --- tokens ---------------------------------------------------------------------------
+
+    def issue_token(self, ttl_s: int) -> str:
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._tokens[token] = time.monotonic() + ttl_s
+        return token
+
+    def token_is_valid(self, token: str) -> bool:
+        with self._lock:
+            expiry = self._tokens.get(token)
+            if expiry is None:
+                return False
+            if expiry <= time.monotonic():
+                del self._tokens[token]
+                return False
+            return True
+
+    def revoke_tokens(self) -> int:
+        """Forget every issued token; returns how many there were."""
+        with self._lock:
+            count = len(self._tokens)
+            self._tokens.clear()
+            return count
+
+    # --- records --------------------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        """Bumped by `reset`; deliveries scheduled in an older generation are abandoned."""
+        with self._lock:
+            return self._generation
+
+    def record_token_request(self, record: TokenRequestRecord) -> None:
+        with self._lock:
+            self._records["token_requests"].append(record)
+
+    def record_query(self, record: QueryRecord) -> None:
+        with self._lock:
+            self._records["queries"].append(record)
+
+    def record_callback(self, record: CallbackRecord, generation: int) -> None:
+        with self._lock:
+            # A delivery that was in flight across a reset must not leak into the new records.
+            if generation == self._generation:
+                self._records["callbacks"].append(record)
+
+    def record_analytics_events(self, events: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._records["analytics_events"].extend(events)
+
+    def records(self) -> Records:
+        """A deep copy of everything recorded since the last reset."""
+        with self._lock:
+            return copy.deepcopy(self._records)
+
+    def reset(self) -> None:
+        """Clear records and faults and abandon pending callbacks; issued tokens stay valid."""
+        with self._lock:
+            self._records = _empty_records()
+            self._faults = Faults()
+            self._rng.seed(self._fault_seed)
+            self._generation += 1

@@ -1,0 +1,135 @@
+"""Run the whole system locally and show it working: `make run`.
+
+1. Creates `.env` from `.env.example` if there is none.
+2. Starts `honcho -f Procfile.dev start` (web, worker, a local redis-server from the venv,
+   the Genesys emulator) with the venv's `bin/` first on PATH.
+3. Waits for `/readyz`, plays a demo trigger, polls until it is ranked and prints the
+   suggestions with the components of their scores.
+4. Keeps everything running until Ctrl-C.
+
+`--demo-only` skips 1, 2 and 4 and plays the demo against a system that is already running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = {
+    "conversation_id": "demo-conversation-1",
+    "agent_id": "agent-ana",
+    "agent_skills": ["billing"],
+    "knowledge_source_ids": ["kb-billing", "kb-accounts"],
+    "transcript": (
+        "Hi, I was charged twice on my last bill and I want a refund. "
+        "My card is 4111 1111 1111 1111 and my email is pat@example.com."
+    ),
+}
+
+
+def load_env(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def wait_ready(base_url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"the web process did not become ready at {base_url} within {timeout_s}s")
+
+
+def play_demo(base_url: str, token: str) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=10) as client:
+        accepted = client.post("/v1/suggestions", json=DEMO)
+        print(f"\nPOST /v1/suggestions -> {accepted.status_code} {accepted.json()}")
+        if accepted.status_code != 202:
+            return 1
+        status_url = accepted.json()["status_url"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            view = client.get(status_url).json()
+            if view["status"] in ("completed", "failed", "expired"):
+                break
+            time.sleep(0.3)
+        print(f"GET {status_url} -> status {view['status']}")
+        if view["status"] != "completed":
+            print(f"  error: {view.get('error')}")
+            return 1
+        print(
+            f"\nRanked suggestions for {DEMO['conversation_id']} (agent skills "
+            f"{DEMO['agent_skills']}):"
+        )
+        for s in view["suggestions"]:
+            why = s["why"]
+            print(
+                f"  {s['rank']}. {s['title']!r}  score={s['score']:.3f}  "
+                f"[confidence {why['confidence']:.2f}, skill bonus {why['skill_bonus']:.2f}, "
+                f"feedback {why['feedback_signal']:.2f}]  sources={s['knowledge_source_ids']}"
+            )
+        print("\nThe transcript was redacted before it left the server; see var/audit.jsonl.")
+        print(f"OpenAPI: {base_url}/openapi.json   metrics: {base_url}/metrics\n")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--demo-only", action="store_true")
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    env_file = ROOT / ".env"
+    if not env_file.exists():
+        shutil.copy(ROOT / ".env.example", env_file)
+        print("created .env from .env.example")
+    settings = load_env(env_file)
+    port = settings.get("PORT", "5000")
+    base_url = f"http://127.0.0.1:{port}"
+    token = settings.get("ASSIST_DESK_TOKENS", "").split(",")[0]
+    if args.demo_only:
+        return play_demo(base_url, token)
+
+    (ROOT / "var").mkdir(exist_ok=True)
+    env = dict(os.environ)
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
+    honcho = subprocess.Popen(
+        [sys.executable, "-m", "honcho", "-f", "Procfile.dev", "start"], env=env, cwd=ROOT
+    )
+    try:
+        wait_ready(base_url)
+        play_demo(base_url, token)
+        print("Everything keeps running; press Ctrl-C to stop.")
+        return honcho.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if honcho.poll() is None:
+            honcho.send_signal(signal.SIGINT)
+            try:
+                honcho.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                honcho.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

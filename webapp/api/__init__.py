@@ -1,0 +1,1 @@
+"""HTTP API blueprints: each handler validates, calls one service function, serializes."""

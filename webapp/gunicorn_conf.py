@@ -1,0 +1,29 @@
+"""gunicorn configuration: `gunicorn --config python:webapp.gunicorn_conf webapp.wsgi:app`.
+
+gunicorn's own log lines go through our logging setup (JSON in production), and its access
+log stays off: the app writes one canonical line per request itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn import glogging
+
+from assist.logconfig import configure_logging
+from assist.settings import get_settings
+
+
+class GunicornLogger(glogging.Logger):  # type: ignore[misc]
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        configure_logging(get_settings(), force=True)
+
+
+logger_class = GunicornLogger
+accesslog = None
+# Threads let one worker hold slow clients (and, later, event streams) without blocking others.
+worker_class = "gthread"
+threads = 8
+timeout = 30
+graceful_timeout = 20

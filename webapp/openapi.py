@@ -1,0 +1,206 @@
+"""The OpenAPI 3.1 document, generated with openapi-pydantic from the API's pydantic models.
+
+Operations are listed once below; their bodies and responses are the classes in
+`webapp.schemas` that the handlers validate and serialize with, so the document and the
+server cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from openapi_pydantic import OpenAPI
+from openapi_pydantic.util import PydanticSchema, construct_open_api_with_schema_class
+from pydantic import BaseModel
+
+from webapp.schemas import (
+    CallbackAck,
+    CallbackPayload,
+    ConversationSuggestionsView,
+    ErrorBody,
+    FeedbackAccepted,
+    FeedbackBody,
+    HealthView,
+    RequestView,
+    TriggerAccepted,
+    TriggerBody,
+)
+
+_ERRORS = {
+    400: "Malformed JSON or header",
+    401: "Missing or invalid credentials",
+    404: "Unknown id",
+    409: "Idempotency-Key reused with another body",
+    413: "Body too large",
+    415: "Body is not JSON",
+    422: "Field errors, with field paths",
+    503: "Redis unreachable; retry after Retry-After seconds",
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    tag: str
+    responses: dict[int, type[BaseModel] | None]
+    errors: tuple[int, ...] = ()
+    body: type[BaseModel] | None = None
+    security: str | None = "desk"
+    parameters: list[dict[str, Any]] = field(default_factory=list)
+    content_type: str = "application/json"
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+OPERATIONS = [
+    Operation(
+        "post",
+        "/v1/suggestions",
+        "Ask for suggestions (answers at once; poll status_url)",
+        "suggestions",
+        {202: TriggerAccepted},
+        (400, 401, 409, 413, 415, 422, 503),
+        TriggerBody,
+        parameters=[
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 255},
+            }
+        ],
+    ),
+    Operation(
+        "get",
+        "/v1/suggestions/{request_id}",
+        "A suggestion request and its ranked result",
+        "suggestions",
+        {200: RequestView},
+        (401, 404, 503),
+        parameters=[_path_param("request_id")],
+    ),
+    Operation(
+        "get",
+        "/v1/conversations/{conversation_id}/suggestions",
+        "Latest ranked suggestions of a conversation, all sources merged",
+        "suggestions",
+        {200: ConversationSuggestionsView},
+        (401, 404, 503),
+        parameters=[_path_param("conversation_id")],
+    ),
+    Operation(
+        "post",
+        "/v1/feedback",
+        "Record what an agent did with a suggestion",
+        "feedback",
+        {202: FeedbackAccepted},
+        (400, 401, 404, 413, 415, 422, 503),
+        FeedbackBody,
+    ),
+    Operation(
+        "post",
+        "/v1/callbacks/genesys",
+        "Provider callback, signed with Standard Webhooks (webhook-id/-timestamp/-signature)",
+        "callbacks",
+        {202: CallbackAck, 200: CallbackAck},
+        (400, 401, 404, 413, 415, 422, 503),
+        CallbackPayload,
+        security="standardWebhooks",
+        parameters=[
+            {"name": h, "in": "header", "required": True, "schema": {"type": "string"}}
+            for h in ("webhook-id", "webhook-timestamp", "webhook-signature")
+        ],
+    ),
+    Operation("get", "/healthz", "Liveness", "operations", {200: HealthView}, security=None),
+    Operation(
+        "get",
+        "/readyz",
+        "Readiness (Redis and queue)",
+        "operations",
+        {200: HealthView, 503: HealthView},
+        security=None,
+    ),
+    Operation(
+        "get",
+        "/metrics",
+        "Prometheus metrics (text format)",
+        "operations",
+        {200: None},
+        security=None,
+        content_type="text/plain",
+    ),
+]
+
+
+def _response(model: type[BaseModel] | None, description: str, content_type: str) -> dict[str, Any]:
+    if model is None:
+        return {
+            "description": description,
+            "content": {content_type: {"schema": {"type": "string"}}},
+        }
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": PydanticSchema(schema_class=model)}},
+    }
+
+
+def _operation_id(op: Operation) -> str:
+    words = op.path.strip("/").replace("{", "").replace("}", "").replace("/", "_")
+    return f"{op.method}_{words}"
+
+
+@lru_cache(maxsize=1)
+def build_openapi() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        responses = {
+            str(status): _response(model, "OK", op.content_type)
+            for status, model in op.responses.items()
+        }
+        for status in op.errors:
+            responses[str(status)] = _response(ErrorBody, _ERRORS[status], "application/json")
+        operation: dict[str, Any] = {
+            "summary": op.summary,
+            "tags": [op.tag],
+            "operationId": _operation_id(op),
+            "responses": responses,
+        }
+        if op.parameters:
+            operation["parameters"] = op.parameters
+        if op.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": PydanticSchema(schema_class=op.body)}},
+            }
+        if op.security:
+            operation["security"] = [{op.security: []}]
+        paths.setdefault(op.path, {})[op.method] = operation
+    document = OpenAPI.model_validate(
+        {
+            "info": {
+                "title": "genesys-assist",
+                "version": "1",
+                "description": "Agent Assist suggestion server for Genesys Cloud.",
+            },
+            "paths": paths,
+            "components": {
+                "securitySchemes": {
+                    "desk": {"type": "http", "scheme": "bearer"},
+                    "standardWebhooks": {
+                        "type": "apiKey",
+                        "in": "header",
+                        "name": "webhook-signature",
+                    },
+                }
+            },
+        }
+    )
+    built = construct_open_api_with_schema_class(document)
+    result: dict[str, Any] = built.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return result

@@ -1,0 +1,40 @@
+"""RQ job functions. Each is a few lines: get the process's services, call one service function.
+
+Jobs are enqueued by dotted path (`workers.jobs.<name>`) with JSON arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from assist.services import suggestions
+from workers.runtime import job, services
+
+
+@job
+def submit_query(request_id: str) -> str | None:
+    request = suggestions.submit_query(services(), request_id)
+    if request is not None:
+        structlog.contextvars.bind_contextvars(conversation_id=request.conversation_id)
+    return request.status.value if request else None
+
+
+@job
+def rank_callback(request_id: str, payload: dict[str, Any], received_at: str) -> str | None:
+    request = suggestions.rank_callback(services(), request_id, payload, received_at)
+    return request.status.value if request else None
+
+
+@job
+def expire_request(request_id: str) -> str | None:
+    request = suggestions.expire_request(services(), request_id)
+    return request.status.value if request else None
+
+
+@job
+def deliver_analytics(record: dict[str, Any]) -> None:
+    sink = services().analytics_sink
+    if sink is not None:
+        sink.send(record)
