@@ -18,6 +18,11 @@ from assist.stores.redis_client import RedisConnections
 
 log = get_logger(__name__)
 
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
 # Delivery to the analytics endpoint: 5 more tries over about 13 minutes.
 ANALYTICS_RETRY = Retry(max=5, interval=[1, 5, 30, 120, 600])
 
@@ -42,9 +47,12 @@ class Recorder:
         try:
             self.audit.append(event)
         except OSError as exc:
-            log.error("audit.write_failed", path=str(self.audit.path), error=repr(exc))
+            log.error("audit.write_failed", path=str(self.audit.path), error=describe(exc))
         try:
             with self._redis.raw.pipeline(transaction=True) as pipe:
+                # Explicit MULTI first: RQ's pipelined enqueue opens one itself otherwise,
+                # which redis-py refuses once commands are buffered.
+                pipe.multi()
                 self._analytics.stage_add(pipe, event)
                 if self._deliver:
                     self._queue.enqueue(
@@ -52,4 +60,4 @@ class Recorder:
                     )
                 pipe.execute()
         except Exception as exc:
-            log.error("analytics.write_failed", event_type=event.type.value, error=repr(exc))
+            log.error("analytics.write_failed", event_type=event.type.value, error=describe(exc))
