@@ -4,16 +4,52 @@ Runs one RQ worker on the project's queue (one queue per process, so RQ uses its
 BLMOVE dequeue), with the scheduler on (delayed retries, request expiry) and a short
 maintenance interval so jobs abandoned by a dead worker are retried within about a minute.
 `ASSIST_WORKER_CLASS=simple` runs jobs in-process instead of forking a work horse per job.
+
+RQ retries a lost Redis connection only while waiting for a job; a connection lost while it
+books a job's result ends `work()` with the error. A Redis restart must not take the worker
+down with it (honcho stops every process when one exits), so this entry point builds a new
+worker and carries on once Redis answers again.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
+from rq.worker import BaseWorker
 
+from assist.bootstrap import Services
+from assist.logconfig import get_logger
+from assist.stores.redis_client import REDIS_UNAVAILABLE_ERRORS
 from workers import runtime
+
+log = get_logger(__name__)
+MAX_BACKOFF_S = 30.0
+
+
+def build_worker(services: Services) -> BaseWorker:
+    settings = services.settings
+    worker_class: type[BaseWorker] = SimpleWorker if settings.worker_class == "simple" else Worker
+    return worker_class(
+        [settings.queue_name],
+        connection=services.redis.raw,
+        serializer=JSONSerializer,
+        maintenance_interval=settings.worker_maintenance_interval_s,
+    )
+
+
+def wait_for_redis(services: Services) -> None:
+    backoff = 1.0
+    while True:
+        try:
+            services.redis.raw.ping()
+            return
+        except REDIS_UNAVAILABLE_ERRORS as exc:
+            log.warning("worker.redis_unavailable", error=str(exc), retry_in_s=backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,15 +57,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     args = parser.parse_args(argv)
     services = runtime.services()
-    settings = services.settings
-    worker_class = SimpleWorker if settings.worker_class == "simple" else Worker
-    worker = worker_class(
-        [settings.queue_name],
-        connection=services.redis.raw,
-        serializer=JSONSerializer,
-        maintenance_interval=settings.worker_maintenance_interval_s,
-    )
-    worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level)
+    level = services.settings.log_level
+    while True:
+        wait_for_redis(services)
+        worker = build_worker(services)
+        try:
+            worker.work(burst=args.burst, with_scheduler=True, logging_level=level)
+            return
+        except REDIS_UNAVAILABLE_ERRORS as exc:
+            log.warning("worker.restarting_after_redis_error", error=str(exc))
+            # The scheduler runs in a child process of the old worker; a new one starts with
+            # the new worker, so the old one must not linger.
+            process = getattr(worker.scheduler, "_process", None)
+            if process is not None and process.is_alive():
+                process.terminate()
 
 
 if __name__ == "__main__":

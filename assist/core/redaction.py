@@ -18,8 +18,11 @@ from typing import Any
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _LONG_DIGITS = re.compile(r"(?<![\w])\d(?:[ -]?\d){12,18}(?![\w])")
+# Digit groups next to ":" or a "." followed by digits belong to times, timestamps and
+# decimals ("23:14:03.172687"), not to phone numbers.
 _PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){1,4}(?![\w])"
+    r"(?<![\w+:.])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){1,4}"
+    r"(?![\w]|[.:]\d)"
 )
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _PHONE_MIN_DIGITS = 7
