@@ -1,0 +1,283 @@
+"""The callback receiver against real Redis: authentication, bad input, dedup, late callbacks.
+
+Callbacks here are signed by the test (not the emulator) so each case controls exactly what
+arrives. Requests are created through the real trigger API with the emulator told to drop
+its own callbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks import Webhook
+
+from tests.conftest import CALLBACK_SECRET, ROTATED_SECRET, wait_for
+from tests.integration.conftest import System
+
+SUGGESTION = {
+    "id": "kb-x-1",
+    "title": "Refunds",
+    "content": "How refunds work.",
+    "confidence": 0.8,
+    "knowledge_source_id": "kb-billing",
+    "metadata": {"tags": ["billing"]},
+}
+
+
+def signed(
+    body: str | bytes,
+    *,
+    secret: str = CALLBACK_SECRET,
+    msg_id: str | None = None,
+    at: float | None = None,
+) -> dict[str, str]:
+    text = body.decode() if isinstance(body, bytes) else body
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    at = time.time() if at is None else at
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at)),
+        "webhook-signature": Webhook(secret).sign(msg_id, datetime.fromtimestamp(at, UTC), text),
+    }
+
+
+def post_callback(
+    system: System, body: str, headers: dict[str, str], query: str = ""
+) -> httpx.Response:
+    return httpx.post(
+        f"{system.base_url}/v1/callbacks/genesys{query}", content=body, headers=headers, timeout=10
+    )
+
+
+def submitted_request(system: System, **trigger: Any) -> tuple[str, str]:
+    """A request the provider accepted but will never call back for: (request id, provider id)."""
+    system.emulator.post("/emulator/faults", json={"drop_callbacks": True})
+    request_id = system.trigger(transcript="refund please", **trigger).json()["request_id"]
+    system.run_jobs()
+    view = wait_for(lambda: system.services.requests.get(request_id))
+    assert view.status.value == "submitted"
+    assert view.provider_request_id is not None
+    return request_id, view.provider_request_id
+
+
+def completed_body(provider_id: str, status: str = "completed", **extra: Any) -> str:
+    return json.dumps({"id": provider_id, "status": status, "suggestions": [SUGGESTION], **extra})
+
+
+def queued_jobs(system: System) -> int:
+    """Ranking jobs waiting (analytics deliveries share the queue and are not counted)."""
+    jobs = system.services.queue.queue.get_jobs()
+    return sum(1 for job in jobs if job.func_name == "workers.jobs.rank_callback")
+
+
+def audit_types(system: System) -> list[str]:
+    path = Path(system.settings.audit_log_path)
+    return [json.loads(x)["type"] for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_signed_completed_callback_is_queued_then_ranked(system: System) -> None:
+    request_id, provider_id = submitted_request(system)
+    body = completed_body(provider_id)
+    response = post_callback(system, body, signed(body))
+    assert response.status_code == 202
+    assert response.json() == {"status": "queued", "request_id": request_id}
+    system.run_jobs()
+    view = system.client.get(f"/v1/suggestions/{request_id}").json()
+    assert view["status"] == "completed"
+    assert [s["id"] for s in view["suggestions"]] == ["kb-x-1"]
+
+
+@pytest.mark.parametrize(
+    ("label", "make_headers", "code"),
+    [
+        ("no signature", lambda body: {"Content-Type": "application/json"}, "missing_signature"),
+        ("wrong secret", lambda body: signed(body, secret=ROTATED_SECRET), "invalid_signature"),
+        ("too old", lambda body: signed(body, at=time.time() - 301), "expired_signature"),
+        ("too new", lambda body: signed(body, at=time.time() + 301), "expired_signature"),
+        (
+            "garbage signature",
+            lambda body: {**signed(body), "webhook-signature": "v1,@@not-base64@@"},
+            "invalid_signature",
+        ),
+    ],
+)
+def test_bad_signatures_are_401_and_enqueue_nothing(
+    system: System, label: str, make_headers: Callable[[str], dict[str, str]], code: str
+) -> None:
+    request_id, provider_id = submitted_request(system)
+    depth = queued_jobs(system)
+    body = completed_body(provider_id)
+    response = post_callback(system, body, make_headers(body))
+    assert response.status_code == 401, label
+    assert response.json()["error"]["code"] == code
+    assert queued_jobs(system) == depth
+    assert "callback_received" not in audit_types(system)
+    assert system.services.requests.get(request_id).status.value == "submitted"  # type: ignore[union-attr]
+
+
+def test_tampered_body_is_refused(system: System) -> None:
+    _, provider_id = submitted_request(system)
+    body = completed_body(provider_id)
+    headers = signed(body)
+    tampered = body.replace("0.8", "0.99")
+    assert post_callback(system, tampered, headers).status_code == 401
+
+
+def test_rotated_secrets_all_verify(system_factory: Callable[..., System]) -> None:
+    # The new secret signs first; the emulator still signs with the old one, which must verify.
+    system = system_factory(callback_secrets=f"{ROTATED_SECRET},{CALLBACK_SECRET}")
+    request_id, provider_id = submitted_request(system)
+    body = completed_body(provider_id)
+    assert post_callback(system, body, signed(body, secret=ROTATED_SECRET)).status_code == 202
+    system.run_jobs()
+    assert system.client.get(f"/v1/suggestions/{request_id}").json()["status"] == "completed"
+
+
+def test_shared_secret_header_mode_is_opt_in(system_factory: Callable[..., System]) -> None:
+    system = system_factory(
+        callback_shared_secret_header="X-Assist-Callback-Secret",
+        callback_shared_secrets="data-action-secret-1",
+    )
+    _, provider_id = submitted_request(system)
+    body = completed_body(provider_id)
+    plain = {"Content-Type": "application/json"}
+    wrong = post_callback(system, body, {**plain, "X-Assist-Callback-Secret": "nope"})
+    assert wrong.status_code == 401
+    assert post_callback(system, body, plain).status_code == 401  # still no unsigned callbacks
+    right = post_callback(
+        system, body, {**plain, "X-Assist-Callback-Secret": "data-action-secret-1"}
+    )
+    assert right.status_code == 202
+
+
+def test_redeliveries_and_second_finals_are_duplicates(system: System) -> None:
+    request_id, provider_id = submitted_request(system)
+    body = completed_body(provider_id)
+    headers = signed(body, msg_id="msg_same")
+    assert post_callback(system, body, headers).status_code == 202
+    # Same webhook-id, fresh signature (a sender's retry), four more times.
+    for _ in range(4):
+        again = post_callback(system, body, signed(body, msg_id="msg_same"))
+        assert again.status_code == 200
+        assert again.json()["status"] == "duplicate"
+    # Another message id, same provider request, final again: still one ranking.
+    other = post_callback(system, body, signed(body))
+    assert other.status_code == 200 and other.json()["status"] == "duplicate"
+    assert queued_jobs(system) == 1
+    system.run_jobs()
+    assert audit_types(system).count("suggestions_ranked") == 1
+    assert system.client.get(f"/v1/suggestions/{request_id}").json()["status"] == "completed"
+
+
+def test_non_final_statuses_are_acknowledged_without_a_job(system: System) -> None:
+    request_id, provider_id = submitted_request(system)
+    for status in ("queued", "processing"):
+        body = json.dumps({"id": provider_id, "status": status, "suggestions": []})
+        response = post_callback(system, body, signed(body))
+        assert response.status_code == 202
+        assert response.json()["status"] == "acknowledged"
+    assert queued_jobs(system) == 0
+    assert system.client.get(f"/v1/suggestions/{request_id}").json()["status"] == "submitted"
+
+
+def test_provider_failure_marks_the_request_failed(system: System) -> None:
+    request_id, provider_id = submitted_request(system)
+    body = json.dumps({"id": provider_id, "status": "failed", "error": "index unavailable"})
+    assert post_callback(system, body, signed(body)).status_code == 202
+    system.run_jobs()
+    view = system.client.get(f"/v1/suggestions/{request_id}").json()
+    assert view["status"] == "failed"
+    assert "index unavailable" in view["error"]
+
+
+def test_unknown_request_is_404(system: System) -> None:
+    body = completed_body("q_never_issued")
+    response = post_callback(system, body, signed(body))
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "unknown_request"
+    hinted = post_callback(system, body, signed(body), query="?request_id=req_unknown")
+    assert hinted.status_code == 404
+
+
+def test_a_hint_cannot_redirect_a_callback_to_another_providers_request(system: System) -> None:
+    request_id, _ = submitted_request(system)
+    body = completed_body("q_some_other_provider_request")
+    response = post_callback(system, body, signed(body), query=f"?request_id={request_id}")
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        ('{"id": "x", "status": "completed"', "application/json", 400, "malformed_json"),
+        ("[1, 2]", "application/json", 400, "malformed_json"),
+        ('{"id": "x", "status": "completed"}', "text/plain", 415, "unsupported_media_type"),
+        ('{"id": "x", "status": "done"}', "application/json", 422, "validation_failed"),
+        (
+            '{"id": "x", "status": "completed", "suggestions": [{"id": "a", "title": "t", '
+            '"content": "c", "confidence": 1.5, "knowledge_source_id": "k"}]}',
+            "application/json",
+            422,
+            "validation_failed",
+        ),
+    ],
+)
+def test_signed_but_bad_bodies(
+    system: System, body: str, content_type: str, status: int, code: str
+) -> None:
+    headers = {**signed(body), "Content-Type": content_type}
+    response = post_callback(system, body, headers)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code
+    if status == 422:
+        assert error["details"] and all(d["field"] for d in error["details"])
+    assert queued_jobs(system) == 0
+
+
+def test_oversized_callback_is_413(system_factory: Callable[..., System]) -> None:
+    system = system_factory(max_body_bytes=2048)
+    body = completed_body("q_big", padding="x" * 4000)
+    response = post_callback(system, body, signed(body))
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_late_callback_for_an_expired_request_is_ignored(
+    system_factory: Callable[..., System],
+) -> None:
+    system = system_factory(request_expiry_s=1)
+    request_id, provider_id = submitted_request(system)
+    view = wait_for(
+        lambda: (
+            (v := system.client.get(f"/v1/suggestions/{request_id}").json())["status"] == "expired"
+            and v
+        ),
+        timeout_s=5,
+    )
+    assert view["error"]
+    assert "request_expired" in audit_types(system)
+    body = completed_body(provider_id)
+    late = post_callback(system, body, signed(body))
+    assert late.status_code == 200
+    assert late.json()["status"] == "ignored"
+    assert queued_jobs(system) == 0
+    assert system.client.get(f"/v1/suggestions/{request_id}").json()["status"] == "expired"
+
+
+def test_callback_while_redis_is_unreachable_is_503(system_factory: Callable[..., System]) -> None:
+    system = system_factory(redis_url="redis://127.0.0.1:1/0", redis_socket_timeout_s=0.5)
+    body = completed_body("q_any")
+    response = post_callback(system, body, signed(body))
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    assert response.json()["error"]["code"] == "store_unavailable"
