@@ -19,6 +19,11 @@ log = get_logger("webapp.request")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
 
 
+def bind(**values: object) -> None:
+    """Add fields (e.g. conversation_id) to every later log line of this request."""
+    structlog.contextvars.bind_contextvars(**values)
+
+
 def init_app(app: Flask) -> None:
     @app.before_request
     def bind_request_context() -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
-
 from assist.services import suggestions
 from workers.runtime import job, services
 
@@ -16,8 +14,6 @@ from workers.runtime import job, services
 @job
 def submit_query(request_id: str) -> str | None:
     request = suggestions.submit_query(services(), request_id)
-    if request is not None:
-        structlog.contextvars.bind_contextvars(conversation_id=request.conversation_id)
     return request.status.value if request else None
 
 

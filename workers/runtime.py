@@ -42,6 +42,16 @@ def services() -> Services:
     return _services
 
 
+def _context_of(args: tuple[object, ...]) -> dict[str, str]:
+    """The request and conversation a job is about, from its JSON arguments."""
+    for arg in args:
+        if isinstance(arg, str) and arg.startswith("req_"):
+            return {"request_id": arg}
+        if isinstance(arg, dict):
+            return {k: str(arg[k]) for k in ("request_id", "conversation_id") if arg.get(k)}
+    return {}
+
+
 def job(func: Callable[P, R]) -> Callable[P, R]:
     """Bind the job's context to every log line and write one canonical line per job.
 
@@ -53,11 +63,10 @@ def job(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         current = get_current_job()
         job_id = current.id if current is not None else None
-        request_id = next((a for a in args if isinstance(a, str) and a.startswith("req_")), None)
+        context = _context_of(args)
+        request_id = context.get("request_id")
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(
-            job_id=job_id, job=func.__name__, request_id=request_id
-        )
+        structlog.contextvars.bind_contextvars(job_id=job_id, job=func.__name__, **context)
         started = time.perf_counter()
         outcome = "ok"
         try:

@@ -23,6 +23,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field
 from redis.client import Pipeline
 from rq import Retry
+from structlog.contextvars import bind_contextvars
 
 from assist.adapters.genesys.errors import GenesysError
 from assist.bootstrap import Services
@@ -171,6 +172,8 @@ def trigger(
 def submit_query(services: Services, request_id: str) -> SuggestionRequest | None:
     """Send the async query to the provider; the request moves to `submitted` or `failed`."""
     request = services.requests.get(request_id)
+    if request is not None:
+        bind_contextvars(conversation_id=request.conversation_id)
     if request is None or request.status is not RequestStatus.QUEUED:
         log.info(
             "submit.skipped",
@@ -462,6 +465,7 @@ def rank_callback(
     pending = services.requests.get(request_id)
     watched = [keys.request(request_id)]
     if pending is not None:
+        bind_contextvars(conversation_id=pending.conversation_id)
         watched.append(keys.conversation_shown(pending.conversation_id))
     completed = services.redis.transact(watched, body)
     if completed is None:

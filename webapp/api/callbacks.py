@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from assist.services.suggestions import CallbackPayload, receive_callback
+from webapp.context import bind
 from webapp.inputs import parse_json_object
 from webapp.services import services
 
@@ -25,4 +26,5 @@ def genesys_callback() -> tuple[Response, int]:
     outcome = receive_callback(
         svc, payload, verified, request_id_hint=request.args.get("request_id")
     )
+    bind(suggestion_request_id=outcome.body.get("request_id"), callback_status=payload.status)
     return jsonify(outcome.body), outcome.status_code

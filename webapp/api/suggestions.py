@@ -16,6 +16,7 @@ from assist.services.suggestions import (
     get_request,
     trigger,
 )
+from webapp.context import bind
 from webapp.inputs import parse_json_object, require_desk_token
 from webapp.schemas import ConversationSuggestionsView, RequestView, TriggerAccepted, TriggerBody
 
@@ -42,6 +43,7 @@ def _idempotency(body: TriggerBody) -> IdempotencyContext | None:
 def create_suggestion_request() -> tuple[Response, int, dict[str, str]]:
     svc = require_desk_token()
     body = parse_json_object(TriggerBody)
+    bind(conversation_id=body.conversation_id)
     result = trigger(
         svc,
         TriggerCommand(
@@ -73,6 +75,7 @@ def get_suggestion_request(request_id: str) -> Response:
 @bp.get("/v1/conversations/<conversation_id>/suggestions")
 def get_conversation_suggestions(conversation_id: str) -> Response:
     svc = require_desk_token()
+    bind(conversation_id=conversation_id)
     view = ConversationSuggestionsView(
         conversation_id=conversation_id,
         suggestions=conversation_suggestions(svc, conversation_id),
