@@ -16,7 +16,17 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# The lookbehind anchors a match at the start of the local part; without it a long run of
+# letters with no "@" costs quadratic time.
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+)
+# Tokens that look like digit groups but are identifiers: UUIDs (Genesys conversation ids)
+# and IPv4 addresses. They are set aside before the number patterns run.
+_KEEP = re.compile(
+    r"(?<![\w-])[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}(?![\w-])"
+    r"|(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)"
+)
 _LONG_DIGITS = re.compile(r"(?<![\w])\d(?:[ -]?\d){12,18}(?![\w])")
 # Digit groups next to ":" or a "." followed by digits belong to times, timestamps and
 # decimals ("23:14:03.172687"), not to phone numbers.
@@ -70,11 +80,25 @@ def _replace_phone(match: re.Match[str]) -> str:
     return "[PHONE]"
 
 
-def redact_text(text: str) -> str:
-    """Replace card numbers, emails and phone numbers in free text."""
+def _redact_numbers(text: str) -> str:
     text = _EMAIL.sub("[EMAIL]", text)
     text = _LONG_DIGITS.sub(_replace_long_digits, text)
     return _PHONE.sub(_replace_phone, text)
+
+
+def redact_text(text: str) -> str:
+    """Replace card numbers, emails and phone numbers in free text.
+
+    UUIDs and IPv4 addresses are kept as they are: they only look like digit groups.
+    """
+    pieces: list[str] = []
+    position = 0
+    for keep in _KEEP.finditer(text):
+        pieces.append(_redact_numbers(text[position : keep.start()]))
+        pieces.append(keep.group(0))
+        position = keep.end()
+    pieces.append(_redact_numbers(text[position:]))
+    return "".join(pieces)
 
 
 def redact_value(value: Any) -> Any:

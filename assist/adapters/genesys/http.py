@@ -68,7 +68,9 @@ class ResilientHttp:
         outcome = state.outcome
         wait = DEFAULT_RETRY_AFTER_S
         if outcome is not None and not outcome.failed:
-            wait = retry_after_seconds(outcome.result()) or DEFAULT_RETRY_AFTER_S
+            retry_after = retry_after_seconds(outcome.result())
+            if retry_after is not None:  # "Retry-After: 0" means now, not the default
+                wait = retry_after
         return wait + self._jitter(wait)
 
     def _stop(self, state: RetryCallState) -> bool:
