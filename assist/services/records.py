@@ -7,10 +7,13 @@ it is the record of last resort.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rq import Retry
 
 from assist.adapters.queue import TaskQueue
-from assist.core.audit import RecordEvent
+from assist.core.audit import EventType, RecordEvent
+from assist.core.models import SuggestionRequest
 from assist.logconfig import get_logger
 from assist.stores.analytics import AnalyticsStore
 from assist.stores.audit_log import AuditLog
@@ -42,6 +45,18 @@ class Recorder:
         self._queue = queue
         self._redis = redis
         self._deliver = deliver
+
+    def record_for(self, request: SuggestionRequest, event_type: EventType, **data: Any) -> None:
+        """Record an event about a suggestion request (its ids and agent filled in)."""
+        self.record(
+            RecordEvent.create(
+                event_type,
+                request_id=request.request_id,
+                conversation_id=request.conversation_id,
+                agent_id=request.agent_id,
+                **data,
+            )
+        )
 
     def record(self, event: RecordEvent) -> None:
         try:

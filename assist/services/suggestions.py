@@ -27,7 +27,7 @@ from structlog.contextvars import bind_contextvars
 
 from assist.adapters.genesys.errors import GenesysError
 from assist.bootstrap import Services
-from assist.core.audit import EventType, RecordEvent
+from assist.core.audit import EventType
 from assist.core.models import (
     Candidate,
     RankedSuggestion,
@@ -152,16 +152,12 @@ def trigger(
 
     result = services.redis.transact([idem_key] if idem_key else [], body)
     if not result.replayed:
-        services.recorder.record(
-            RecordEvent.create(
-                EventType.QUERY_REQUESTED,
-                request_id=request_id,
-                conversation_id=request.conversation_id,
-                agent_id=request.agent_id,
-                knowledge_source_ids=list(request.knowledge_source_ids),
-                agent_skills=list(request.agent_skills),
-                transcript_chars=len(request.transcript),
-            )
+        services.recorder.record_for(
+            request,
+            EventType.QUERY_REQUESTED,
+            knowledge_source_ids=list(request.knowledge_source_ids),
+            agent_skills=list(request.agent_skills),
+            transcript_chars=len(request.transcript),
         )
     return result
 
@@ -196,16 +192,12 @@ def submit_query(services: Services, request_id: str) -> SuggestionRequest | Non
                 else None
             ),
         )
-        services.recorder.record(
-            RecordEvent.create(
-                EventType.QUERY_FAILED,
-                request_id=request_id,
-                conversation_id=request.conversation_id,
-                agent_id=request.agent_id,
-                error_type=type(exc).__name__,
-                error=str(exc),
-                retryable=exc.retryable,
-            )
+        services.recorder.record_for(
+            request,
+            EventType.QUERY_FAILED,
+            error_type=type(exc).__name__,
+            error=str(exc),
+            retryable=exc.retryable,
         )
         return failed
     now = utcnow()
@@ -224,16 +216,12 @@ def submit_query(services: Services, request_id: str) -> SuggestionRequest | Non
         mark_submitted,
         extra=lambda pipe, _: services.requests.stage_bind_provider(pipe, accepted.id, request_id),
     )
-    services.recorder.record(
-        RecordEvent.create(
-            EventType.QUERY_SUBMITTED,
-            request_id=request_id,
-            conversation_id=request.conversation_id,
-            agent_id=request.agent_id,
-            provider=services.provider.name,
-            provider_request_id=accepted.id,
-            latency_ms=_ms_since(request.created_at, now),
-        )
+    services.recorder.record_for(
+        request,
+        EventType.QUERY_SUBMITTED,
+        provider=services.provider.name,
+        provider_request_id=accepted.id,
+        latency_ms=_ms_since(request.created_at, now),
     )
     return updated or services.requests.get(request_id)
 
@@ -337,19 +325,16 @@ def receive_callback(
     watched = [final_key] + ([message_key] if message_key else [])
     is_new = services.redis.transact(watched, body)
     late = request.status.is_terminal
-    services.recorder.record(
-        RecordEvent.create(
-            EventType.CALLBACK_RECEIVED,
-            request_id=request.request_id,
-            conversation_id=request.conversation_id,
-            provider_request_id=payload.id,
-            callback_status=payload.status,
-            suggestions=len(payload.suggestions),
-            duplicate=not is_new,
-            late=late,
-            auth_mode=verified.mode,
-            latency_ms=_ms_since(request.created_at, received_at),
-        )
+    services.recorder.record_for(
+        request,
+        EventType.CALLBACK_RECEIVED,
+        provider_request_id=payload.id,
+        callback_status=payload.status,
+        suggestions=len(payload.suggestions),
+        duplicate=not is_new,
+        late=late,
+        auth_mode=verified.mode,
+        latency_ms=_ms_since(request.created_at, received_at),
     )
     if not is_new:
         return CallbackOutcome(200, {"status": "duplicate", "request_id": request.request_id})
@@ -401,15 +386,12 @@ def rank_callback(
             ),
         )
         if failed is not None:
-            services.recorder.record(
-                RecordEvent.create(
-                    EventType.QUERY_FAILED,
-                    request_id=request_id,
-                    conversation_id=failed.conversation_id,
-                    error_type="ProviderFailure",
-                    error=payload.error or "provider reported failure",
-                    retryable=False,
-                )
+            services.recorder.record_for(
+                failed,
+                EventType.QUERY_FAILED,
+                error_type="ProviderFailure",
+                error=payload.error or "provider reported failure",
+                retryable=False,
             )
         return failed
 
@@ -473,29 +455,21 @@ def rank_callback(
         return pending
     received = datetime.fromisoformat(received_at)
     ranked_ids = [s.id for s in completed.suggestions]
-    services.recorder.record(
-        RecordEvent.create(
-            EventType.SUGGESTIONS_RANKED,
-            request_id=request_id,
-            conversation_id=completed.conversation_id,
-            agent_id=completed.agent_id,
-            candidates=len(candidates),
-            ranked=[{"id": s.id, "score": s.score, "rank": s.rank} for s in completed.suggestions],
-            suppressed=[s.id for s in completed.suppressed],
-            ranking_ms=_ms_since(received, now),
-            latency_ms=_ms_since(completed.created_at, now),
-        )
+    services.recorder.record_for(
+        completed,
+        EventType.SUGGESTIONS_RANKED,
+        candidates=len(candidates),
+        ranked=[{"id": s.id, "score": s.score, "rank": s.rank} for s in completed.suggestions],
+        suppressed=[s.id for s in completed.suppressed],
+        ranking_ms=_ms_since(received, now),
+        latency_ms=_ms_since(completed.created_at, now),
     )
     if ranked_ids:
-        services.recorder.record(
-            RecordEvent.create(
-                EventType.SUGGESTIONS_DELIVERED,
-                request_id=request_id,
-                conversation_id=completed.conversation_id,
-                agent_id=completed.agent_id,
-                suggestion_ids=ranked_ids,
-                channel="conversation-feed",
-            )
+        services.recorder.record_for(
+            completed,
+            EventType.SUGGESTIONS_DELIVERED,
+            suggestion_ids=ranked_ids,
+            channel="conversation-feed",
         )
     return completed
 
@@ -526,15 +500,11 @@ def expire_request(services: Services, request_id: str) -> SuggestionRequest | N
     )
     if expired is None:
         return services.requests.get(request_id)
-    services.recorder.record(
-        RecordEvent.create(
-            EventType.REQUEST_EXPIRED,
-            request_id=request_id,
-            conversation_id=expired.conversation_id,
-            agent_id=expired.agent_id,
-            status_before="submitted" if expired.submitted_at else "queued",
-            latency_ms=_ms_since(expired.created_at, now),
-        )
+    services.recorder.record_for(
+        expired,
+        EventType.REQUEST_EXPIRED,
+        status_before="submitted" if expired.submitted_at else "queued",
+        latency_ms=_ms_since(expired.created_at, now),
     )
     return expired
 

@@ -88,7 +88,7 @@ def test_no_headers_at_all_is_refused() -> None:
     assert refused(verifier(), BODY, {}).code == "missing_signature"
 
 
-@pytest.mark.parametrize("offset_s", [-301, 301, -3600, 3600])
+@pytest.mark.parametrize("offset_s", [-310, 310, -3600, 3600])
 def test_a_timestamp_outside_five_minutes_is_refused(offset_s: int) -> None:
     at = datetime.now(UTC) + timedelta(seconds=offset_s)
     error = refused(verifier(), BODY, signed_headers(at=at))
