@@ -1,0 +1,1 @@
+"""Reproducible benchmarks of genesys-assist; the entry point is `benchmarks/run.py`."""
