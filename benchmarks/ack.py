@@ -66,7 +66,7 @@ class AckConfig:
     rounds: int = 2
     worker_modes: tuple[str, ...] = ("stopped", "running")
     #: ASSIST_WORKER_CLASS of the RQ worker in the "running" variant (RQ's default: fork).
-    worker_class: str = "fork"
+    worker_class: str = "simple"
     #: Cap on one phase (warm-up or measured), far below the ±300 s signature window.
     max_phase_s: float = 60.0
     #: Cap on waiting for the worker to rank the backlog ("worker running" only).

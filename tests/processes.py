@@ -33,7 +33,7 @@ class ProcessSystem:
         workdir: Path,
         *,
         web_workers: int = 2,
-        worker_class: str = "fork",
+        worker_class: str = "simple",
         callback_delay_ms: int = 50,
         delivery_retry_s: str = "0.2,0.5,1,2,4",
         extra_env: dict[str, str] | None = None,

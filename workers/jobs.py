@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from assist.services import suggestions
+from assist.services import analytics, suggestions
 from workers.runtime import job, services
 
 
@@ -30,7 +30,5 @@ def expire_request(request_id: str) -> str | None:
 
 
 @job
-def deliver_analytics(record: dict[str, Any]) -> None:
-    sink = services().analytics_sink
-    if sink is not None:
-        sink.send(record)
+def deliver_analytics() -> int:
+    return analytics.deliver_pending(services())

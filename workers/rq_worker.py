@@ -3,7 +3,9 @@
 Runs one RQ worker on the project's queue (one queue per process, so RQ uses its reliable
 BLMOVE dequeue), with the scheduler on (delayed retries, request expiry) and a short
 maintenance interval so jobs abandoned by a dead worker are retried within about a minute.
-`ASSIST_WORKER_CLASS=simple` runs jobs in-process instead of forking a work horse per job.
+`ASSIST_WORKER_CLASS=simple` (the default) runs jobs in the worker process; `fork` forks a
+work horse per job, isolating jobs from each other at about 4x the latency
+(benchmarks/README.md).
 
 RQ retries a lost Redis connection only while waiting for a job; a connection lost while it
 books a job's result ends `work()` with the error. A Redis restart must not take the worker
@@ -20,6 +22,9 @@ from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 
+# Imported here, in the parent, so a forked work horse inherits the job module instead of
+# importing it again for every job (measured: about half of a forked job's cost).
+import workers.jobs  # noqa: F401
 from assist.bootstrap import Services
 from assist.logconfig import get_logger
 from assist.stores.redis_client import REDIS_UNAVAILABLE_ERRORS

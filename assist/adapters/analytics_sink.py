@@ -17,9 +17,10 @@ class AnalyticsSink:
         self._url = url
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
-    def send(self, record: dict[str, Any]) -> None:
+    def send(self, records: list[dict[str, Any]]) -> None:
+        """POST a JSON array of records; raise `AnalyticsDeliveryError` unless it is taken."""
         try:
-            response = self._client.post(self._url, json=record, headers=self._headers)
+            response = self._client.post(self._url, json=records, headers=self._headers)
         except httpx.TransportError as exc:
             raise AnalyticsDeliveryError(f"analytics endpoint unreachable: {exc!r}") from exc
         if response.status_code >= 300:

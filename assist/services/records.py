@@ -1,4 +1,4 @@
-"""Writing record events: one audit line, one analytics record, and (if configured) a delivery job.
+"""Writing record events: one audit line, one analytics record, and a delivery job when needed.
 
 Audit and analytics failures are logged, never raised: the suggestion path must not fail
 because a dashboard counter could not be written. The audit line is written first, because
@@ -65,14 +65,12 @@ class Recorder:
             log.error("audit.write_failed", path=str(self.audit.path), error=describe(exc))
         try:
             with self._redis.raw.pipeline(transaction=True) as pipe:
-                # Explicit MULTI first: RQ's pipelined enqueue opens one itself otherwise,
-                # which redis-py refuses once commands are buffered.
-                pipe.multi()
                 self._analytics.stage_add(pipe, event)
                 if self._deliver:
-                    self._queue.enqueue(
-                        "deliver_analytics", event.to_record(), retry=ANALYTICS_RETRY, pipeline=pipe
-                    )
-                pipe.execute()
+                    self._analytics.stage_schedule_delivery(pipe)
+                replies = pipe.execute()
+            # Only the event that set the flag enqueues: one job per burst, not per event.
+            if self._deliver and replies[-1]:
+                self._queue.enqueue("deliver_analytics", retry=ANALYTICS_RETRY)
         except Exception as exc:
             log.error("analytics.write_failed", event_type=event.type.value, error=describe(exc))

@@ -76,3 +76,14 @@ class Keys:
 
     def analytics_counters(self) -> str:
         return self._key("analytics", "counters")
+
+    def analytics_cursor(self) -> str:
+        """Stream id of the last record delivered to the analytics endpoint."""
+        return self._key("analytics", "delivered-cursor")
+
+    def analytics_delivery_flag(self) -> str:
+        """Set while a delivery job is pending, so events do not each enqueue one."""
+        return self._key("analytics", "delivery-scheduled")
+
+    def analytics_delivery_lock(self) -> str:
+        return self._key("analytics", "delivery-lock")
