@@ -71,6 +71,9 @@ class Settings(BaseSettings):
         default=120, ge=1, description="A query with no final callback by then is expired."
     )
     max_results: int = Field(default=5, ge=1, le=50)
+    desk_knowledge_source_ids: CommaList = Field(
+        default_factory=list, description="Knowledge sources the desk page's own questions use."
+    )
 
     # --- callbacks -----------------------------------------------------------------------
     callback_secrets: SecretList = Field(default_factory=list)
@@ -107,8 +110,21 @@ class Settings(BaseSettings):
     analytics_stream_maxlen: int = Field(default=100_000, ge=100)
     feed_stream_maxlen: int = Field(default=1000, ge=10)
 
+    # --- live feed (Server-Sent Events) ---------------------------------------------------
+    feed_keepalive_s: int = Field(default=15, ge=1, le=120)
+    feed_max_connection_s: int = Field(
+        default=300, ge=10, description="Feeds are closed after this; EventSource reconnects."
+    )
+    feed_send_timeout_s: float = Field(
+        default=30.0, gt=0, description="A feed client that takes no data this long is dropped."
+    )
+
     _split = field_validator(
-        "desk_tokens", "callback_secrets", "callback_shared_secrets", mode="before"
+        "desk_tokens",
+        "callback_secrets",
+        "callback_shared_secrets",
+        "desk_knowledge_source_ids",
+        mode="before",
     )(_split_commas)
 
     @field_validator("callback_secrets")

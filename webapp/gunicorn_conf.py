@@ -22,8 +22,11 @@ class GunicornLogger(glogging.Logger):  # type: ignore[misc]
 
 logger_class = GunicornLogger
 accesslog = None
-# Threads let one worker hold slow clients (and, later, event streams) without blocking others.
-worker_class = "gthread"
-threads = 8
+# gevent: every request is a greenlet, so one process holds thousands of open event streams
+# (the desk's live feed) without starving short requests, and memory grows by kilobytes per
+# feed, not by a thread stack. Redis and HTTP clients are made cooperative by gevent's
+# monkey-patching, which gunicorn applies in each worker before the app is loaded.
+worker_class = "gevent"
+worker_connections = 4000
 timeout = 30
 graceful_timeout = 20

@@ -16,16 +16,21 @@ from openapi_pydantic.util import PydanticSchema, construct_open_api_with_schema
 from pydantic import BaseModel
 
 from webapp.schemas import (
+    AcceptanceView,
+    AnalyticsSummaryView,
     CallbackAck,
     CallbackPayload,
     ConversationSuggestionsView,
+    DismissedView,
     ErrorBody,
     FeedbackAccepted,
     FeedbackBody,
     HealthView,
+    LatencyView,
     RequestView,
     TriggerAccepted,
     TriggerBody,
+    VolumeView,
 )
 
 _ERRORS = {
@@ -56,6 +61,21 @@ class Operation:
 
 def _path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+_RANGE_PARAMS = [
+    {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string", "format": "date-time"},
+    }
+    for name, description in (
+        ("from", "Start (default: 24 h before 'to')"),
+        ("to", "End (default: now)"),
+    )
+]
 
 
 OPERATIONS = [
@@ -117,6 +137,61 @@ OPERATIONS = [
             for h in ("webhook-id", "webhook-timestamp", "webhook-signature")
         ],
     ),
+    Operation(
+        "get",
+        "/v1/conversations/{conversation_id}/events",
+        "Live feed of ranked suggestions (Server-Sent Events; resumes with Last-Event-ID)",
+        "suggestions",
+        {200: None},
+        (400, 401),
+        content_type="text/event-stream",
+        parameters=[
+            _path_param("conversation_id"),
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+            },
+            {
+                "name": "access_token",
+                "in": "query",
+                "required": False,
+                "description": "The desk token, for EventSource (which cannot send headers)",
+                "schema": {"type": "string"},
+            },
+        ],
+    ),
+    *[
+        Operation(
+            "get",
+            f"/v1/analytics/{part}",
+            summary,
+            "analytics",
+            {200: model},
+            (401, 422),
+            parameters=[*_RANGE_PARAMS, *extra],
+        )
+        for part, summary, model, extra in (
+            ("summary", "Every dashboard figure for a time range", AnalyticsSummaryView, []),
+            (
+                "acceptance",
+                "Acceptance rate (accepted / displayed) by a grouping",
+                AcceptanceView,
+                [
+                    {
+                        "name": "by",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"enum": ["knowledge_source", "article", "skill"]},
+                    }
+                ],
+            ),
+            ("volume", "Suggestion volume over time", VolumeView, []),
+            ("latency", "Latency per stage from the trigger, p50/p95", LatencyView, []),
+            ("dismissed", "Most dismissed articles (the knowledge-gap list)", DismissedView, []),
+        )
+    ],
     Operation("get", "/healthz", "Liveness", "operations", {200: HealthView}, security=None),
     Operation(
         "get",

@@ -11,6 +11,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from assist.core.analytics import (
+    Acceptance,
+    DismissedRow,
+    RateRow,
+    StageLatency,
+    Totals,
+    Volume,
+)
 from assist.core.models import (
     FeedbackAction,
     RankedSuggestion,
@@ -133,6 +141,48 @@ class ErrorBody(BaseModel):
     """The one error shape of every endpoint."""
 
     error: ErrorInfo
+
+
+class _Range(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    start: datetime = Field(alias="from")
+    end: datetime = Field(alias="to")
+
+
+class AcceptanceView(_Range):
+    by: Literal["knowledge_source", "article", "skill"]
+    rows: list[RateRow]
+
+
+class VolumeView(_Range, Volume):
+    pass
+
+
+class LatencyView(_Range):
+    stages: list[StageLatency]
+
+
+class DismissedView(_Range):
+    rows: list[DismissedRow]
+
+
+class _LatencyStages(BaseModel):
+    stages: list[StageLatency]
+
+
+class _DismissedRows(BaseModel):
+    rows: list[DismissedRow]
+
+
+class AnalyticsSummaryView(_Range):
+    """`GET /v1/analytics/summary`: every figure of the dashboard."""
+
+    acceptance: Acceptance
+    volume: Volume
+    latency: _LatencyStages
+    dismissed: _DismissedRows
+    totals: Totals
 
 
 class HealthView(BaseModel):

@@ -17,6 +17,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def elapsed_ms(start: datetime, end: datetime) -> int:
+    """Whole milliseconds from `start` to `end` (the latency figures of record events)."""
+    return int((end - start).total_seconds() * 1000)
+
+
 class RequestStatus(StrEnum):
     QUEUED = "queued"
     SUBMITTED = "submitted"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from assist.bootstrap import Services
 from assist.core.audit import EventType, RecordEvent
-from assist.core.models import FeedbackAction, Rating
+from assist.core.models import FeedbackAction, Rating, elapsed_ms, utcnow
 from assist.errors import NotFoundError
 
 
@@ -26,6 +26,7 @@ def record_feedback(services: Services, command: FeedbackCommand) -> bool:
     Feedback is only taken for a suggestion that this server delivered in that conversation,
     so a typo in an id cannot silently train the ranking.
     """
+    request = None
     if command.request_id is not None:
         request = services.requests.get(command.request_id)
         if request is None or request.conversation_id != command.conversation_id:
@@ -33,7 +34,8 @@ def record_feedback(services: Services, command: FeedbackCommand) -> bool:
                 f"unknown request id {command.request_id!r} for this conversation",
                 code="unknown_request",
             )
-    if not services.conversations.has_suggestion(command.conversation_id, command.suggestion_id):
+    suggestion = services.conversations.suggestion(command.conversation_id, command.suggestion_id)
+    if suggestion is None:
         raise NotFoundError(
             f"suggestion {command.suggestion_id!r} was not delivered in conversation "
             f"{command.conversation_id!r}",
@@ -52,6 +54,11 @@ def record_feedback(services: Services, command: FeedbackCommand) -> bool:
             action=command.action.value,
             rating=command.rating.value if command.rating else None,
             counted=changed,
+            # What the dashboard groups by, captured now (the suggestion may change later).
+            title=suggestion.title,
+            knowledge_source_ids=list(suggestion.knowledge_source_ids),
+            agent_skills=list(request.agent_skills) if request else [],
+            latency_ms=elapsed_ms(request.created_at, utcnow()) if request else None,
         )
     )
     return changed

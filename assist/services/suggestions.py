@@ -33,6 +33,7 @@ from assist.core.models import (
     RankedSuggestion,
     RequestStatus,
     SuggestionRequest,
+    elapsed_ms,
     utcnow,
 )
 from assist.core.ranking import rank
@@ -46,10 +47,6 @@ log = get_logger(__name__)
 
 # A ranking job that dies with its worker is retried by RQ's abandoned-job cleanup.
 RANK_RETRY = Retry(max=3, interval=[1, 5, 30])
-
-
-def _ms_since(start: datetime, now: datetime) -> int:
-    return int((now - start).total_seconds() * 1000)
 
 
 # --- trigger ---------------------------------------------------------------------------------
@@ -221,7 +218,7 @@ def submit_query(services: Services, request_id: str) -> SuggestionRequest | Non
         EventType.QUERY_SUBMITTED,
         provider=services.provider.name,
         provider_request_id=accepted.id,
-        latency_ms=_ms_since(request.created_at, now),
+        latency_ms=elapsed_ms(request.created_at, now),
     )
     return updated or services.requests.get(request_id)
 
@@ -334,7 +331,7 @@ def receive_callback(
         duplicate=not is_new,
         late=late,
         auth_mode=verified.mode,
-        latency_ms=_ms_since(request.created_at, received_at),
+        latency_ms=elapsed_ms(request.created_at, received_at),
     )
     if not is_new:
         return CallbackOutcome(200, {"status": "duplicate", "request_id": request.request_id})
@@ -461,8 +458,8 @@ def rank_callback(
         candidates=len(candidates),
         ranked=[{"id": s.id, "score": s.score, "rank": s.rank} for s in completed.suggestions],
         suppressed=[s.id for s in completed.suppressed],
-        ranking_ms=_ms_since(received, now),
-        latency_ms=_ms_since(completed.created_at, now),
+        ranking_ms=elapsed_ms(received, now),
+        latency_ms=elapsed_ms(completed.created_at, now),
     )
     if ranked_ids:
         services.recorder.record_for(
@@ -504,7 +501,7 @@ def expire_request(services: Services, request_id: str) -> SuggestionRequest | N
         expired,
         EventType.REQUEST_EXPIRED,
         status_before="submitted" if expired.submitted_at else "queued",
-        latency_ms=_ms_since(expired.created_at, now),
+        latency_ms=elapsed_ms(expired.created_at, now),
     )
     return expired
 

@@ -62,6 +62,24 @@ class AnalyticsStore:
     def mark_delivered(self, stream_id: str) -> None:
         self._redis.decoded.set(self._keys.analytics_cursor(), stream_id)
 
+    def between(self, start_ms: int, end_ms: int, limit: int) -> list[dict[str, Any]]:
+        """Records added in [start_ms, end_ms] (stream ids are arrival times), oldest first."""
+        records: list[dict[str, Any]] = []
+        cursor = str(start_ms)
+        while len(records) < limit:
+            entries: list[tuple[str, dict[str, str]]]
+            entries = self._redis.decoded.xrange(  # type: ignore[assignment]
+                self._keys.analytics_events(),
+                min=cursor,
+                max=str(end_ms),
+                count=min(5000, limit - len(records)),
+            )
+            if not entries:
+                break
+            records.extend(json.loads(fields["record"]) for _, fields in entries)
+            cursor = f"({entries[-1][0]}"
+        return records
+
     def counters(self) -> dict[str, int]:
         raw = self._redis.decoded.hgetall(self._keys.analytics_counters())
         return {str(k): int(v) for k, v in raw.items()}

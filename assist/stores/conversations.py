@@ -76,9 +76,21 @@ class ConversationStore:
         suggestions.sort(key=lambda s: (-s.score, s.id))
         return [s.model_copy(update={"rank": i}) for i, s in enumerate(suggestions, start=1)]
 
-    def has_suggestion(self, conversation_id: str, suggestion_id: str) -> bool:
+    def suggestion(self, conversation_id: str, suggestion_id: str) -> RankedSuggestion | None:
+        """The latest delivered version of one suggestion in the conversation, if any."""
         key = self._keys.conversation_suggestions(conversation_id)
-        return bool(self._redis.decoded.hexists(key, suggestion_id))
+        raw = self._redis.decoded.hget(key, suggestion_id)
+        return RankedSuggestion.model_validate_json(raw) if raw else None
+
+    def wait_feed(
+        self, conversation_id: str, after: str, *, block_ms: int, count: int = 50
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Feed entries after `after`, waiting up to `block_ms` for the first one to arrive."""
+        key = self._keys.conversation_feed(conversation_id)
+        reply: list[tuple[str, list[tuple[str, dict[str, str]]]]]
+        reply = self._redis.blocking.xread({key: after}, count=count, block=block_ms)  # type: ignore[assignment]
+        entries = reply[0][1] if reply else []
+        return [(str(entry_id), json.loads(fields["event"])) for entry_id, fields in entries]
 
     def feed(
         self, conversation_id: str, after: str = "-", count: int = 100

@@ -34,6 +34,9 @@ class RedisConnections:
     decoded: redis.Redis
     raw: redis.Redis
     keys: Keys
+    # For blocking reads (the live feed's XREAD BLOCK), whose socket timeout must outlast
+    # the block; everything else keeps the short timeout that turns an outage into a 503.
+    blocking: redis.Redis
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisConnections:
@@ -42,10 +45,17 @@ class RedisConnections:
             "socket_connect_timeout": settings.redis_socket_timeout_s,
             "health_check_interval": 30,
         }
+        blocking_timeout = settings.feed_keepalive_s + settings.redis_socket_timeout_s + 5
         return cls(
             decoded=redis.Redis.from_url(settings.redis_url, decode_responses=True, **options),
             raw=redis.Redis.from_url(settings.redis_url, **options),
             keys=Keys(settings.key_prefix),
+            blocking=redis.Redis.from_url(
+                settings.redis_url,
+                decode_responses=True,
+                socket_timeout=blocking_timeout,
+                socket_connect_timeout=settings.redis_socket_timeout_s,
+            ),
         )
 
     def transact(self, watch: list[str], body: Callable[[Pipeline], T]) -> T:
@@ -71,6 +81,7 @@ class RedisConnections:
     def close(self) -> None:
         self.decoded.close()
         self.raw.close()
+        self.blocking.close()
 
 
 def decode(value: bytes | str | None) -> str | None:

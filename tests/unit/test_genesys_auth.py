@@ -62,6 +62,7 @@ def connections(server: fakeredis.FakeServer) -> RedisConnections:
         decoded=_FakeRedis(server=server, decode_responses=True),
         raw=_FakeRedis(server=server),
         keys=Keys("test"),
+        blocking=_FakeRedis(server=server, decode_responses=True),
     )
 
 
