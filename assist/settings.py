@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "ASSIST_REDIS_URL"),
     )
     redis_socket_timeout_s: float = Field(default=2.0, gt=0)
+    redis_max_connections: int = Field(
+        default=400, ge=10, description="Per client and process; callers wait for a free one."
+    )
     key_prefix: str = Field(default="assist:v1", pattern=r"^[A-Za-z0-9:_-]+$")
     queue_name: str = Field(default="assist", pattern=r"^[A-Za-z0-9_-]+$")
     # Measured in benchmarks/: trigger -> ranked p50 61 ms with "simple", 235 ms with "fork".
@@ -117,6 +120,12 @@ class Settings(BaseSettings):
     )
     feed_send_timeout_s: float = Field(
         default=30.0, gt=0, description="A feed client that takes no data this long is dropped."
+    )
+    feed_max_open: int = Field(
+        default=2000,
+        ge=1,
+        description="Feeds one web process serves at once (one Redis "
+        "connection each); more wait for a free slot, then end and are retried by the browser.",
     )
 
     _split = field_validator(

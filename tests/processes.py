@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
 from tests.redis_server import RedisServer, free_port
 
@@ -178,6 +179,10 @@ class ProcessSystem:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{request_id} still {view.get('status')} after {timeout_s}s")
             time.sleep(0.05)
+
+    def redis_client(self) -> redis.Redis:
+        """A client of the system's Redis (decoded replies); the caller closes it or not."""
+        return redis.Redis.from_url(self.redis.url, decode_responses=True)
 
     def records(self) -> dict[str, Any]:
         records: dict[str, Any] = self.emulator.get("/emulator/records").json()

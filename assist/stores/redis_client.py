@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 from redis.client import Pipeline
@@ -40,21 +40,30 @@ class RedisConnections:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisConnections:
-        options = {
-            "socket_timeout": settings.redis_socket_timeout_s,
-            "socket_connect_timeout": settings.redis_socket_timeout_s,
-            "health_check_interval": 30,
-        }
-        blocking_timeout = settings.feed_keepalive_s + settings.redis_socket_timeout_s + 5
-        return cls(
-            decoded=redis.Redis.from_url(settings.redis_url, decode_responses=True, **options),
-            raw=redis.Redis.from_url(settings.redis_url, **options),
-            keys=Keys(settings.key_prefix),
-            blocking=redis.Redis.from_url(
+        def client(max_connections: int, socket_timeout: float, **options: Any) -> redis.Redis:
+            # A blocking pool makes a caller wait (cooperatively, under gevent) for a free
+            # connection instead of failing at redis-py's default cap of 100.
+            pool = redis.BlockingConnectionPool.from_url(
                 settings.redis_url,
-                decode_responses=True,
-                socket_timeout=blocking_timeout,
+                max_connections=max_connections,
+                timeout=settings.redis_socket_timeout_s,
+                socket_timeout=socket_timeout,
                 socket_connect_timeout=settings.redis_socket_timeout_s,
+                health_check_interval=30,
+                **options,
+            )
+            return redis.Redis(connection_pool=pool)
+
+        short = settings.redis_socket_timeout_s
+        size = settings.redis_max_connections
+        return cls(
+            decoded=client(size, short, decode_responses=True),
+            raw=client(size, short),
+            keys=Keys(settings.key_prefix),
+            blocking=client(
+                settings.feed_max_open,
+                settings.feed_keepalive_s + short + 5,
+                decode_responses=True,
             ),
         )
 

@@ -71,6 +71,7 @@ def conversation_events(conversation_id: str) -> Response:
         nonlocal cursor
         opened = time.monotonic()
         sent = 0
+        reason = "max_duration"
         # The first bytes flush the headers at once, so the client knows it is connected.
         yield f"retry: {RECONNECT_MS}\n: connected\n\n"
         try:
@@ -87,11 +88,18 @@ def conversation_events(conversation_id: str) -> Response:
                     sent += 1
         except REDIS_UNAVAILABLE_ERRORS as exc:
             # End the stream; the client reconnects with Last-Event-ID and loses nothing.
+            reason = "redis_unavailable"
             log.warning("feed.redis_unavailable", conversation_id=conversation_id, error=str(exc))
+        except GeneratorExit:
+            # The server could not write: the client left, or stopped reading for longer
+            # than the send timeout.
+            reason = "client_gone"
+            raise
         finally:
             log.info(
                 "feed.closed",
                 conversation_id=conversation_id,
+                reason=reason,
                 events_sent=sent,
                 duration_s=round(time.monotonic() - opened, 1),
             )
