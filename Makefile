@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install lint typecheck pytest demo bench clean
+.PHONY: run test install system-deps lint typecheck pytest demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,12 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/python scripts/dev.py
 
-## Lint, type-check and run every test (unit, integration, end-to-end).
-test: install lint typecheck pytest
+## Lint, type-check and run every test (unit, integration, end-to-end, browser).
+test: install system-deps lint typecheck pytest
+
+## Debian's chromium for the browser tests (installed only when missing; needs root).
+system-deps:
+	bash scripts/install-system-deps.sh
 
 lint:
 	$(BIN)/ruff check .

@@ -29,4 +29,7 @@ accesslog = None
 worker_class = "gevent"
 worker_connections = 4000
 timeout = 30
+# gunicorn 27's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl), so
+# several servers on one machine (tests, benchmarks, other apps) would fight over it; unused here.
+control_socket_disable = True
 graceful_timeout = 20
