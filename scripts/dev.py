@@ -88,6 +88,12 @@ def play_demo(base_url: str, token: str) -> int:
                 f"feedback {why['feedback_signal']:.2f}]  sources={s['knowledge_source_ids']}"
             )
         print("\nThe transcript was redacted before it left the server; see var/audit.jsonl.")
+        desk = (
+            f"{base_url}/desk?conversationId={DEMO['conversation_id']}&agentId={DEMO['agent_id']}"
+            f"&skills={','.join(DEMO['agent_skills'])}&access_token={token}"
+        )
+        print(f"\nAgent desk (live feed): {desk}")
+        print(f"Supervisor dashboard:   {base_url}/dashboard?access_token={token}")
         print(f"OpenAPI: {base_url}/openapi.json   metrics: {base_url}/metrics\n")
     return 0
 
