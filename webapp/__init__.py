@@ -8,7 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from assist.bootstrap import Services, build_services
 from assist.logconfig import configure_logging
 from assist.settings import Settings, get_settings
-from webapp import context
+from webapp import context, pages
 from webapp.api import analytics, callbacks, events, feedback, health, suggestions
 from webapp.errors import register_error_handlers
 from webapp.services import EXTENSION_KEY
@@ -26,6 +26,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions[EXTENSION_KEY] = services or build_services(settings)
     context.init_app(app)
     register_error_handlers(app)
-    for module in (suggestions, events, feedback, callbacks, analytics, health):
+    for module in (suggestions, events, feedback, callbacks, analytics, health, pages):
         app.register_blueprint(module.bp)
     return app
