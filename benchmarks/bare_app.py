@@ -1,7 +1,7 @@
 """The baseline: a bare Flask endpoint, served exactly like the real one.
 
 `gunicorn --config python:webapp.gunicorn_conf --workers N benchmarks.bare_app:app` runs it
-with the project's own gunicorn configuration (gthread, 8 threads, the project's logger
+with the project's own gunicorn configuration (its worker class, the project's logger
 class) and the same worker count as the system under test. The endpoint does the least a
 callback receiver can do, read the body and answer `202 {"status": "queued"}`, so the
 difference from `POST /v1/callbacks/genesys` is everything the application adds: signature

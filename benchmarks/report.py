@@ -6,6 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 
+def _gunicorn_worker_class() -> str:
+    """The worker class the project's gunicorn configuration sets (what the run used)."""
+    import webapp.gunicorn_conf as conf
+
+    return str(conf.worker_class)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
@@ -63,7 +70,8 @@ def header(doc: dict[str, Any]) -> str:
             f"httpx {p['httpx']}; {v['redis_server']}",
             f"- Machine load before the run: {doc['machine_load_before_run']['load_cores_last_2s']}"
             " cores busy; every phase records its own (cores busy, ours / others)",
-            "- Servers: gunicorn `--config python:webapp.gunicorn_conf` (gthread, 8 threads), "
+            "- Servers: gunicorn `--config python:webapp.gunicorn_conf` "
+            f"(worker class {_gunicorn_worker_class()}), "
             f"`--workers {doc['config']['ack']['web_workers']}`, 127.0.0.1 only; redis-server "
             "with `appendonly yes`, `appendfsync always` (as Procfile.dev and the e2e tests); "
             "load generator, servers, Redis and worker share the same cores.",
