@@ -128,7 +128,24 @@ class Settings(BaseSettings):
         "connection each); more wait for a free slot, then end and are retried by the browser.",
     )
 
+    # --- auto-trigger rules and utterance sync (C2) ---------------------------------------
+    autotrigger_queue_ids: CommaList = Field(
+        default_factory=list,
+        description="Every final customer utterance in these queues triggers a query.",
+    )
+    autotrigger_card_ids: CommaList = Field(
+        default_factory=list, description="Detecting one of these keyword cards triggers a query."
+    )
+    autotrigger_knowledge_source_ids: CommaList = Field(default_factory=list)
+    autotrigger_debounce_s: int = Field(default=10, ge=0)
+    utterance_webhook_url: str = ""
+    utterance_webhook_secret: SecretStr = SecretStr("")
+    utterance_webhook_attempts: int = Field(default=5, ge=1, le=20)
+
     _split = field_validator(
+        "autotrigger_queue_ids",
+        "autotrigger_card_ids",
+        "autotrigger_knowledge_source_ids",
         "desk_tokens",
         "callback_secrets",
         "callback_shared_secrets",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from assist.services import analytics, suggestions
+from assist.services import analytics, suggestions, utterance_sync
 from workers.runtime import job, services
 
 
@@ -32,3 +32,15 @@ def expire_request(request_id: str) -> str | None:
 @job
 def deliver_analytics() -> int:
     return analytics.deliver_pending(services())
+
+
+@job
+def sync_utterance(payload: dict[str, Any]) -> None:
+    utterance_sync.deliver(services(), payload)
+
+
+def utterance_sync_failed(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:
+    """RQ failure callback: dead-letter the delivery once its last attempt has failed."""
+    if job.retries_left:
+        return
+    utterance_sync.dead_letter(services(), job.args[0], f"{exc_type.__name__}: {exc}")

@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 from redis.client import Pipeline
-from rq import Queue, Retry
+from rq import Callback, Queue, Retry
 from rq.serializers import JSONSerializer
 
 JOBS = "workers.jobs"
@@ -37,8 +37,13 @@ class TaskQueue:
         retry: Retry | None = None,
         pipeline: Pipeline | None = None,
         result_ttl: int = 600,
+        on_failure: str | None = None,
     ) -> str:
-        """Enqueue `workers.jobs.<job>(*args)`; returns the job id."""
+        """Enqueue `workers.jobs.<job>(*args)`; returns the job id.
+
+        `on_failure` names another `workers.jobs` function that RQ calls after every failed
+        attempt (with the job, the connection and the exception).
+        """
         enqueued = self.queue.enqueue_call(
             f"{JOBS}.{job}",
             args=args,
@@ -47,6 +52,7 @@ class TaskQueue:
             pipeline=pipeline,
             result_ttl=result_ttl,
             failure_ttl=7 * 24 * 3600,
+            on_failure=Callback(f"{JOBS}.{on_failure}") if on_failure else None,
         )
         return str(enqueued.id)
 

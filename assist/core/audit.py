@@ -29,6 +29,9 @@ class EventType(StrEnum):
     REQUEST_EXPIRED = "request_expired"
     FEEDBACK_RECORDED = "feedback_recorded"
     ERROR = "error"
+    AUTOTRIGGERED = "autotriggered"
+    UTTERANCE_SYNCED = "utterance_synced"
+    UTTERANCE_SYNC_FAILED = "utterance_sync_failed"
 
 
 class RecordEvent(BaseModel):

@@ -87,3 +87,12 @@ class Keys:
 
     def analytics_delivery_lock(self) -> str:
         return self._key("analytics", "delivery-lock")
+
+    # --- auto-trigger and utterance sync -------------------------------------------------
+    def autotrigger_debounce(self, conversation_id: str) -> str:
+        """Set for ASSIST_AUTOTRIGGER_DEBOUNCE_S after a conversation's auto-triggered query."""
+        return self._key("autotrigger", conversation_id)
+
+    def utterance_dead_letters(self) -> str:
+        """List of utterance deliveries that failed every attempt (newest first, capped)."""
+        return self._key("utterance-sync", "dead-letters")

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import redis
 from rq import SimpleWorker
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -102,6 +103,20 @@ class System:
             serializer=JSONSerializer,
         )
         worker.work(burst=True)
+
+    def run_due_jobs(self) -> None:
+        """Move scheduled jobs that are due (delayed retries, expiries) to the queue, then run."""
+        scheduler = RQScheduler(
+            [self.settings.queue_name],
+            connection=self.services.redis.raw,
+            serializer=JSONSerializer,
+        )
+        scheduler.acquire_locks()
+        try:
+            scheduler.enqueue_scheduled_jobs()
+        finally:
+            scheduler.release_locks()
+        self.run_jobs()
 
     def trigger(self, **body: Any) -> httpx.Response:
         payload = {"conversation_id": "conv-1", "knowledge_source_ids": ["kb-billing"]}

@@ -1,0 +1,112 @@
+"""Final utterances sent to a knowledge-engine webhook, signed, retried, never blocking the stream.
+
+Each final utterance (text already redacted) is enqueued as a `sync_utterance` job; the
+stream process only writes to Redis. The job POSTs it signed with Standard Webhooks
+(`webhook-id` is stable per utterance, so the receiver can deduplicate retries). A failure is
+retried by RQ with back-off; after `ASSIST_UTTERANCE_WEBHOOK_ATTEMPTS` attempts the delivery
+is dead-lettered: it stays in RQ's failed-job registry, is listed (capped) under the
+dead-letter key for operators, and an `utterance_sync_failed` record is written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from rq import Retry
+from standardwebhooks import Webhook
+
+from assist.bootstrap import Services
+from assist.core.audit import EventType, RecordEvent
+from assist.core.transcripts import Utterance
+from assist.security import digest
+
+RETRY_INTERVALS_S = [1, 5, 30, 120, 600, 1800]
+DEAD_LETTERS_KEPT = 1000
+
+
+class UtteranceSyncError(Exception):
+    """The webhook did not take the utterance; the job raises it so RQ retries."""
+
+
+def message_id(payload: dict[str, Any]) -> str:
+    key = f"{payload['conversation_id']}|{payload['utterance_id']}"
+    return f"utt_{digest(key)}"
+
+
+def enqueue_sync(services: Services, utterance: Utterance) -> str | None:
+    settings = services.settings
+    if not settings.utterance_webhook_url:
+        return None
+    attempts = settings.utterance_webhook_attempts
+    retry = None
+    if attempts > 1:
+        retry = Retry(max=attempts - 1, interval=RETRY_INTERVALS_S[: attempts - 1])
+    return services.queue.enqueue(
+        "sync_utterance",
+        utterance.model_dump(mode="json"),
+        retry=retry,
+        on_failure="utterance_sync_failed",
+    )
+
+
+def deliver(services: Services, payload: dict[str, Any]) -> None:
+    settings = services.settings
+    body = json.dumps({"type": "utterance.final", "utterance": payload}, separators=(",", ":"))
+    msg_id = message_id(payload)
+    headers = {"Content-Type": "application/json", "webhook-id": msg_id}
+    secret = settings.utterance_webhook_secret.get_secret_value()
+    if secret:
+        now = datetime.now(UTC)
+        headers["webhook-timestamp"] = str(int(now.timestamp()))
+        headers["webhook-signature"] = Webhook(secret).sign(msg_id, now, body)
+    try:
+        response = services.http_client.post(
+            settings.utterance_webhook_url, content=body, headers=headers
+        )
+    except httpx.TransportError as exc:
+        raise UtteranceSyncError(f"utterance webhook unreachable: {exc!r}") from exc
+    if response.status_code >= 300:
+        raise UtteranceSyncError(f"utterance webhook answered {response.status_code}")
+    services.recorder.record(
+        RecordEvent.create(
+            EventType.UTTERANCE_SYNCED,
+            conversation_id=payload.get("conversation_id"),
+            utterance_id=payload.get("utterance_id"),
+            latency_ms=_since_received(payload),
+        )
+    )
+
+
+def dead_letter(services: Services, payload: dict[str, Any], error: str) -> None:
+    """Called after the last failed attempt."""
+    entry = {
+        "message_id": message_id(payload),
+        "conversation_id": payload.get("conversation_id"),
+        "utterance_id": payload.get("utterance_id"),
+        "error": error,
+        "failed_at": datetime.now(UTC).isoformat(),
+    }
+    key = services.redis.keys.utterance_dead_letters()
+    with services.redis.decoded.pipeline(transaction=True) as pipe:
+        pipe.lpush(key, json.dumps(entry))
+        pipe.ltrim(key, 0, DEAD_LETTERS_KEPT - 1)
+        pipe.execute()
+    services.recorder.record(
+        RecordEvent.create(
+            EventType.UTTERANCE_SYNC_FAILED,
+            conversation_id=payload.get("conversation_id"),
+            utterance_id=payload.get("utterance_id"),
+            error=error,
+        )
+    )
+
+
+def _since_received(payload: dict[str, Any]) -> int | None:
+    received = payload.get("received_at")
+    if not received:
+        return None
+    return int((time.time() - datetime.fromisoformat(received).timestamp()) * 1000)
