@@ -86,7 +86,12 @@ def build_services(settings: Settings) -> Services:
         idempotency=IdempotencyStore(redis, ttl_s=settings.idempotency_ttl_s),
         analytics=analytics,
         recorder=Recorder(
-            AuditLog(settings.audit_log_path), analytics, queue, redis, deliver=sink is not None
+            AuditLog(settings.audit_log_path),
+            analytics,
+            queue,
+            redis,
+            deliver=sink is not None,
+            budgets_ms=settings.latency_budgets_ms,
         ),
         desk_auth=DeskAuthenticator(settings.desk_tokens),
         callback_verifier=CallbackVerifier(

@@ -141,6 +141,14 @@ class Settings(BaseSettings):
     utterance_webhook_url: str = ""
     utterance_webhook_secret: SecretStr = SecretStr("")
     utterance_webhook_attempts: int = Field(default=5, ge=1, le=20)
+    # Per record-event type, the latency (ms) above which a warning is logged; JSON object.
+    latency_budgets_ms: dict[str, int] = Field(
+        default_factory=lambda: {
+            "utterance_received": 40_000,  # transcription lag: Genesys batches up to ~35 s
+            "keywords_detected": 3_000,  # final utterance received -> cards on the feed
+            "suggestions_ranked": 5_000,  # trigger -> ranked
+        }
+    )
 
     _split = field_validator(
         "autotrigger_queue_ids",

@@ -8,6 +8,7 @@ correct whatever the number of processes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -16,6 +17,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from assist.bootstrap import Services
+from assist.core.analytics import latency
+
+LATENCY_WINDOW_S = 15 * 60
+LATENCY_MAX_RECORDS = 50_000
 
 
 class AssistCollector(Collector):
@@ -38,6 +43,24 @@ class AssistCollector(Collector):
         )
         failed.add_metric([queue.name], queue.failed_job_registry.count)
         yield failed
+        yield self._stage_latency()
+
+    def _stage_latency(self) -> GaugeMetricFamily:
+        """p50/p95 per stage over the last few minutes, from the same records as the dashboard."""
+        gauge = GaugeMetricFamily(
+            "assist_stage_latency_ms",
+            f"Latency per stage over the last {LATENCY_WINDOW_S // 60} minutes",
+            labels=["stage", "quantile"],
+        )
+        end_ms = int(time.time() * 1000)
+        records = self._services.analytics.between(
+            end_ms - LATENCY_WINDOW_S * 1000, end_ms, LATENCY_MAX_RECORDS
+        )
+        for stage in latency(records):
+            for quantile, value in (("0.5", stage.p50_ms), ("0.95", stage.p95_ms)):
+                if value is not None:
+                    gauge.add_metric([stage.stage, quantile], value)
+        return gauge
 
 
 def render_metrics(services: Services) -> tuple[bytes, str]:

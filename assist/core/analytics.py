@@ -29,6 +29,8 @@ STAGES = (
     ("callback", "Trigger → final callback"),
     ("ranked", "Trigger → ranked"),
     ("displayed", "Trigger → displayed"),
+    ("transcript_lag", "Speech → utterance received (transcription lag)"),
+    ("utterance_to_card", "Final utterance received → cards on the feed"),
 )
 
 
@@ -248,7 +250,24 @@ def _stage_of(record: Mapping[str, Any]) -> str | None:
         return "ranked"
     if kind == "feedback_recorded" and data.get("action") == "displayed":
         return "displayed"
+    if kind == "utterance_received" and data.get("lag_ms") is not None:
+        return "transcript_lag"
+    if kind == "keywords_detected":
+        return "utterance_to_card"
     return None
+
+
+def _latency_of(stage: str, record: Mapping[str, Any]) -> tuple[str, float] | None:
+    """(what the figure is about, its value): per request for C1 stages, per event for C2."""
+    data = record.get("data", {})
+    value = data.get("lag_ms") if stage == "transcript_lag" else data.get("latency_ms")
+    if value is None:
+        return None
+    subject = record.get("request_id") if stage in _PER_REQUEST else record.get("event_id")
+    return (str(subject), float(value)) if subject is not None else None
+
+
+_PER_REQUEST = frozenset({"submitted", "callback", "ranked", "displayed"})
 
 
 def latency(records: Iterable[Mapping[str, Any]]) -> list[StageLatency]:
@@ -256,11 +275,11 @@ def latency(records: Iterable[Mapping[str, Any]]) -> list[StageLatency]:
     first: dict[tuple[str, str], float] = {}
     for record in records:
         stage = _stage_of(record)
-        value = record.get("data", {}).get("latency_ms")
-        request_id = record.get("request_id")
-        if stage is None or value is None or request_id is None:
+        observed = _latency_of(stage, record) if stage is not None else None
+        if stage is None or observed is None:
             continue
-        first.setdefault((stage, str(request_id)), float(value))
+        subject, value = observed
+        first.setdefault((stage, subject), value)
     samples: dict[str, list[float]] = defaultdict(list)
     for (stage, _), value in first.items():
         samples[stage].append(value)

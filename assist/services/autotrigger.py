@@ -68,4 +68,3 @@ def _trigger(services: Services, conversation_id: str, reason: str) -> str | Non
         return None
     services.recorder.record_for(result.request, EventType.AUTOTRIGGERED, reason=reason)
     return result.request.request_id
-

@@ -39,12 +39,27 @@ class Recorder:
         redis: RedisConnections,
         *,
         deliver: bool,
+        budgets_ms: dict[str, int] | None = None,
     ) -> None:
         self.audit = audit
         self._analytics = analytics
         self._queue = queue
         self._redis = redis
         self._deliver = deliver
+        self._budgets = budgets_ms or {}
+
+    def _check_budget(self, event: RecordEvent) -> None:
+        budget = self._budgets.get(event.type.value)
+        observed = event.data.get("latency_ms", event.data.get("lag_ms"))
+        if budget is not None and isinstance(observed, int | float) and observed > budget:
+            log.warning(
+                "latency.over_budget",
+                event_type=event.type.value,
+                latency_ms=observed,
+                budget_ms=budget,
+                conversation_id=event.conversation_id,
+                request_id=event.request_id,
+            )
 
     def record_for(self, request: SuggestionRequest, event_type: EventType, **data: Any) -> None:
         """Record an event about a suggestion request (its ids and agent filled in)."""
@@ -59,6 +74,7 @@ class Recorder:
         )
 
     def record(self, event: RecordEvent) -> None:
+        self._check_budget(event)
         try:
             self.audit.append(event)
         except OSError as exc:

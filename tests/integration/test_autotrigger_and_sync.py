@@ -60,8 +60,10 @@ def test_queue_rule_triggers_once_per_debounce_window(
     system.run_jobs()
     view = wait_for(
         lambda: (
-            ((v := system.client.get(f"/v1/suggestions/{first}").json())["status"] == "completed"
-            and v)
+            (
+                (v := system.client.get(f"/v1/suggestions/{first}").json())["status"] == "completed"
+                and v
+            )
             or system.run_jobs()
         )
     )

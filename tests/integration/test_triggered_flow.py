@@ -89,6 +89,10 @@ def test_trigger_to_ranked_suggestions(system: System) -> None:
     system.run_jobs()
     delivered = {e["type"] for e in _records(system)["analytics_events"]}
     assert expected_types <= delivered
+    # ...and summarized as stage latencies for Prometheus.
+    metrics = system.client.get("/metrics").text
+    assert 'assist_stage_latency_ms{quantile="0.5",stage="ranked"}' in metrics
+    assert 'assist_events_total{type="suggestions_ranked"}' in metrics
 
 
 def test_personal_data_is_redacted_before_it_leaves_or_is_written(system: System) -> None:

@@ -158,9 +158,32 @@ def test_latency_per_stage_uses_the_first_observation_per_request() -> None:
             feedback("displayed", f"t{n}", request_id=rid, latency_ms=99999),  # a later card
         ]
     stages = {s.stage: s for s in summarize(records, START, END).latency}
-    assert [s for s in stages] == ["submitted", "callback", "ranked", "displayed"]
+    assert [s for s in stages] == [
+        "submitted",
+        "callback",
+        "ranked",
+        "displayed",
+        "transcript_lag",
+        "utterance_to_card",
+    ]
     assert (stages["submitted"].count, stages["submitted"].p50_ms) == (20, 10.0)
     assert stages["submitted"].p95_ms == 19.0
     assert stages["callback"].p50_ms == 50.0 and stages["callback"].p95_ms == 95.0
     assert stages["ranked"].p50_ms == 100.0
     assert stages["displayed"].p50_ms == 200.0 and stages["displayed"].p95_ms == 380.0
+
+
+def test_live_transcript_stages_count_every_utterance() -> None:
+    records = [
+        event("utterance_received", request_id=None, lag_ms=lag) | {"event_id": f"e{lag}"}
+        for lag in (1000, 2000, 3000, 4000)
+    ] + [
+        event("utterance_received", request_id=None) | {"event_id": "no-lag"},
+        event("keywords_detected", request_id=None, latency_ms=120) | {"event_id": "k1"},
+        event("keywords_detected", request_id=None, latency_ms=80) | {"event_id": "k2"},
+    ]
+    stages = {s.stage: s for s in summarize(records, START, END).latency}
+    assert (stages["transcript_lag"].count, stages["transcript_lag"].p50_ms) == (4, 2000.0)
+    assert stages["transcript_lag"].p95_ms == 4000.0
+    assert (stages["utterance_to_card"].count, stages["utterance_to_card"].p50_ms) == (2, 80.0)
+    assert stages["submitted"].count == 0 and stages["submitted"].p50_ms is None
