@@ -150,7 +150,62 @@ class Settings(BaseSettings):
         }
     )
 
+    # --- live transcript stream (C2) ------------------------------------------------------
+    stream_queue_ids: CommaList = Field(
+        default_factory=list,
+        description="Queues whose voice conversations the stream process follows.",
+    )
+    stream_max_frame_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Larger notification frames are dropped."
+    )
+    stream_heartbeat_timeout_s: float = Field(
+        default=75.0, gt=0, description="No heartbeat or pong this long: ping, then reconnect."
+    )
+    stream_ping_interval_s: float = Field(default=30.0, gt=0)
+    stream_channel_renew_before_s: int = Field(
+        default=3600, ge=0, description="A channel is replaced this long before it expires."
+    )
+    stream_max_channels: int = Field(default=20, ge=1, le=20)
+    stream_max_topics_per_channel: int = Field(default=1000, ge=2, le=1000)
+    stream_min_confidence: float = Field(default=0.6, ge=0, le=1)
+    stream_min_audio_quality: float = Field(default=0.5, ge=0, le=1)
+    stream_language: str = Field(default="en-US", min_length=2)
+    stream_interruption_min_overlap_ms: int = Field(default=200, ge=0)
+    stream_window_utterances: int = Field(default=30, ge=1, le=1000)
+    stream_window_ttl_s: int = Field(default=4 * 3600, ge=60)
+    stream_end_grace_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="After the queue reports a call ended, wait this long for SESSION_ENDED.",
+    )
+    stream_backoff_base_s: float = Field(default=0.5, gt=0)
+    stream_backoff_max_s: float = Field(default=30.0, gt=0)
+
+    # --- keywords and entities (C3) -------------------------------------------------------
+    keywords_config_path: str = Field(
+        default="config/keywords.json",
+        description="JSON file of phrases, entities and their cards (assist/nlp/config.py).",
+    )
+    nlp_pipeline: str = Field(
+        default="",
+        description="Installed spaCy pipeline to load (e.g. en_core_web_sm); empty or not "
+        "installed: a blank English pipeline.",
+    )
+    keyword_cooldown_s: float = Field(
+        default=20.0,
+        ge=0,
+        description="After keyword cards are delivered in a conversation, new ones wait this long.",
+    )
+    keyword_buffer_ms: int = Field(
+        default=1500,
+        ge=0,
+        le=60_000,
+        description="Final customer fragments arriving within this window are analysed together.",
+    )
+    keyword_max_cards: int = Field(default=3, ge=1, le=20)
+
     _split = field_validator(
+        "stream_queue_ids",
         "autotrigger_queue_ids",
         "autotrigger_card_ids",
         "autotrigger_knowledge_source_ids",
@@ -190,6 +245,12 @@ class Settings(BaseSettings):
         weights = (self.rank_weight_confidence, self.rank_weight_skill, self.rank_weight_feedback)
         if sum(weights) <= 0:
             raise ValueError("at least one ranking weight must be positive")
+        return self
+
+    @model_validator(mode="after")
+    def _stream_timings_are_consistent(self) -> Settings:
+        if self.stream_backoff_max_s < self.stream_backoff_base_s:
+            raise ValueError("ASSIST_STREAM_BACKOFF_MAX_S must be >= ASSIST_STREAM_BACKOFF_BASE_S")
         return self
 
     # --- derived values ------------------------------------------------------------------

@@ -1,7 +1,10 @@
-"""Run the Genesys Cloud emulator: `python -m emulator [--host 127.0.0.1] [--port N]`.
+"""Run the Genesys Cloud emulator: `python -m emulator [--host H] [--port N] [--ws-port N]`.
 
 Settings come from `EMULATOR_*` variables (see `emulator.config`); the flags override host
-and port. It serves until SIGINT or SIGTERM, then shuts down cleanly.
+and ports. Two servers start: HTTP (`--port`, default 8790) and the notifications WebSocket
+(`--ws-port`, default 8791); both URLs are logged. `--port 0` without `--ws-port` or
+`EMULATOR_WS_PORT` puts the WebSocket on a free port too, so a throw-away instance never
+collides with a running one. It serves until SIGINT or SIGTERM, then shuts down cleanly.
 """
 
 from __future__ import annotations
@@ -30,6 +33,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--port", type=int, help="port to bind, 0 for any free one (default EMULATOR_PORT or 8790)"
     )
+    parser.add_argument(
+        "--ws-port",
+        type=int,
+        help="notifications WebSocket port, 0 for any free one (default EMULATOR_WS_PORT or "
+        "8791; 0 when --port is 0 and neither is given)",
+    )
     return parser.parse_args(argv)
 
 
@@ -45,10 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = EmulatorConfig.from_env(os.environ)
         # replace() re-runs the validation, the loopback check included.
+        ws_port = config.ws_port
+        if args.ws_port is not None:
+            ws_port = args.ws_port
+        elif args.port == 0 and not os.environ.get("EMULATOR_WS_PORT", "").strip():
+            ws_port = 0
         config = replace(
             config,
             host=args.host if args.host is not None else config.host,
             port=args.port if args.port is not None else config.port,
+            ws_port=ws_port,
         )
     except ConfigError as exc:
         print(f"emulator: {exc}", file=sys.stderr)
@@ -63,11 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
-    server = EmulatorServer(config, host=config.host, port=config.port)
+    server = EmulatorServer(config, host=config.host, port=config.port, ws_port=config.ws_port)
     try:
         server.start()
     except OSError as exc:
-        print(f"emulator: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        print(
+            f"emulator: cannot listen on {config.host}:{config.port} "
+            f"(WebSocket {config.ws_port}): {exc}",
+            file=sys.stderr,
+        )
         return 1
     try:
         stop.wait()

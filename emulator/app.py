@@ -5,9 +5,13 @@ Routes, by audience:
 * our server's Genesys adapters: `POST /oauth/token` (the real Genesys client-credentials
   contract) and `POST /v1/knowledge/queries` (the invented async-query provider contract,
   answered with signed callbacks);
+* our server's notification stream: the Notifications API REST side
+  (`/api/v2/notifications/channels...`, bearer token required; the WebSocket itself is
+  served by `emulator.sockets`);
 * our server's analytics sink: `POST /analytics/events`;
 * process managers: `GET /healthz`;
-* tests and demos: `/emulator/*`, to read what the emulator saw and to inject faults.
+* tests and demos: `/emulator/*`, to read what the emulator saw, inject faults and play
+  scripted conversations (`/emulator/conversations`, `/emulator/scripts`).
 
 Answers use the Genesys Cloud wire formats: REST errors have the
 `{"message", "code", "status", "contextId", "details", "errors"}` shape and carry the
@@ -34,6 +38,15 @@ from werkzeug.exceptions import HTTPException
 from emulator.config import EmulatorConfig
 from emulator.delivery import CallbackDispatcher
 from emulator.knowledge import KnowledgeBase, load_articles
+from emulator.notifications import ChannelNotFound, TooManyTopics, TopicResult
+from emulator.notifications import iso as iso_from
+from emulator.scripts import load_scripts
+from emulator.sockets import (
+    ConversationExists,
+    ConversationStart,
+    NotificationServer,
+    UnknownScript,
+)
 from emulator.state import EmulatorState, RestFault
 
 log = logging.getLogger("emulator.http")
@@ -140,20 +153,52 @@ def _iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _parse_topics(body: Any) -> list[str] | str:
+    """The topic ids of a subscriptions body (`[{"id": topic}, ...]`), or what is wrong."""
+    if not isinstance(body, list):
+        return 'The body must be a JSON array of {"id": "<topic>"} objects.'
+    topics: list[str] = []
+    for index, item in enumerate(body):
+        topic = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(topic, str) or not topic.strip():
+            return f'body[{index}]: expected an object with a non-empty string "id"'
+        topics.append(topic)
+    return topics
+
+
+def control_error(status: int, error: str, description: str) -> Response:
+    """An error of the `/emulator/*` control routes."""
+    response = jsonify({"error": error, "description": description})
+    response.status_code = status
+    return response
+
+
 def create_app(
     state: EmulatorState,
     config: EmulatorConfig,
     dispatcher: CallbackDispatcher,
     knowledge: KnowledgeBase | None = None,
+    notifications: NotificationServer | None = None,
 ) -> Flask:
-    """Build the emulator's Flask app around `state` (shared with the caller)."""
+    """Build the emulator's Flask app around `state` (shared with the caller).
+
+    The Notifications API routes exist only when `notifications` (the running WebSocket
+    side, which owns the channel registry) is given.
+    """
     app = Flask("emulator")
     kb = knowledge if knowledge is not None else KnowledgeBase(load_articles())
+
+    def genesys_headers(response: Response, correlation_id: str) -> Response:
+        limit = state.count_rest_call()
+        response.headers["inin-ratelimit-count"] = str(limit.count)
+        response.headers["inin-ratelimit-allowed"] = str(limit.allowed)
+        response.headers["inin-ratelimit-reset"] = str(limit.reset_s)
+        response.headers["ININ-Correlation-Id"] = correlation_id
+        return response
 
     def rest_call(handler: Callable[[str], Response]) -> Response:
         """Run a token/query handler behind the injected faults and the Genesys headers."""
         correlation_id = str(uuid.uuid4())
-        limit = state.count_rest_call()
         decision = state.decide_rest_fault()
         if decision.slow_ms:
             time.sleep(decision.slow_ms / 1000)
@@ -172,11 +217,7 @@ def create_app(
             )
         else:
             response = handler(correlation_id)
-        response.headers["inin-ratelimit-count"] = str(limit.count)
-        response.headers["inin-ratelimit-allowed"] = str(limit.allowed)
-        response.headers["inin-ratelimit-reset"] = str(limit.reset_s)
-        response.headers["ININ-Correlation-Id"] = correlation_id
-        return response
+        return genesys_headers(response, correlation_id)
 
     # --- Genesys Cloud OAuth --------------------------------------------------------------
 
@@ -278,6 +319,164 @@ def create_app(
         )
         return response
 
+    # --- Genesys Cloud Notifications API (REST side) ----------------------------------------
+
+    def notifications_call(handler: Callable[[str, str], Response]) -> Response:
+        """Check the bearer token, then run `handler(correlation_id, token)`; Genesys headers."""
+        correlation_id = str(uuid.uuid4())
+        token = bearer_token(request.headers.get("Authorization", ""))
+        if token is None or not state.token_is_valid(token):
+            response = genesys_error(
+                401, "bad.credentials", "Invalid login credentials.", correlation_id
+            )
+        else:
+            response = handler(correlation_id, token)
+        return genesys_headers(response, correlation_id)
+
+    def channel_not_found(channel_id: str, correlation_id: str) -> Response:
+        return genesys_error(
+            404, "not.found", f"Channel {channel_id} was not found or has expired", correlation_id
+        )
+
+    if notifications is not None:
+        registry = notifications.registry
+
+        @app.post("/api/v2/notifications/channels")
+        def create_channel() -> Response:
+            def handle(_: str, token: str) -> Response:
+                channel, evicted = registry.create(token=token, client_id=config.client_id)
+                state.record_channel(
+                    {"id": channel.id, "created": iso_from(channel.created), "evicted": evicted}
+                )
+                if evicted is not None:
+                    log.info("channel %s created, evicting %s", channel.id, evicted)
+                return jsonify(channel.as_json())
+
+            return notifications_call(handle)
+
+        @app.get("/api/v2/notifications/channels")
+        def list_channels() -> Response:
+            def handle(correlation_id: str, token: str) -> Response:
+                include = request.args.get("includechannels", "token")
+                if include not in ("token", "oauthclient"):
+                    return genesys_error(
+                        400,
+                        "bad.request",
+                        "includechannels must be token or oauthclient",
+                        correlation_id,
+                    )
+                entities = registry.listing(
+                    token=token,
+                    client_id=config.client_id,
+                    include="token" if include == "token" else "oauthclient",
+                )
+                return jsonify({"entities": entities})
+
+            return notifications_call(handle)
+
+        @app.route("/api/v2/notifications/channels/<channel_id>", methods=["HEAD"])
+        def head_channel(channel_id: str) -> Response:
+            def handle(_: str, __: str) -> Response:
+                return Response(status=200 if registry.exists(channel_id) else 404)
+
+            return notifications_call(handle)
+
+        @app.route(
+            "/api/v2/notifications/channels/<channel_id>/subscriptions",
+            methods=["GET", "POST", "PUT", "DELETE"],
+        )
+        def subscriptions(channel_id: str) -> Response:
+            topics: list[str] = []
+            rejected: list[str] = []
+
+            def handle(correlation_id: str, _: str) -> Response:
+                nonlocal topics, rejected
+                if state.take_fault("subscription_rate_limit_next"):
+                    retry_after = state.faults.retry_after_s
+                    response = genesys_error(
+                        429,
+                        "too.many.requests",
+                        "Rate limit exceeded the maximum. Retry the request in "
+                        f"[{retry_after}] seconds",
+                        correlation_id,
+                    )
+                    response.headers["Retry-After"] = str(retry_after)
+                    return response
+                try:
+                    if request.method == "GET":
+                        current = registry.topics(channel_id)
+                        entities = [TopicResult(t, True).as_json(channel_id) for t in current]
+                        return jsonify({"entities": entities})
+                    if request.method == "DELETE":
+                        registry.unsubscribe_all(channel_id)
+                        return Response(status=204)
+                    parsed = _parse_topics(request.get_json(silent=True))
+                    if isinstance(parsed, str):
+                        return genesys_error(400, "bad.request", parsed, correlation_id)
+                    topics = parsed
+                    results, rejected = registry.subscribe(
+                        channel_id, topics, "add" if request.method == "POST" else "replace"
+                    )
+                    return jsonify({"entities": [r.as_json(channel_id) for r in results]})
+                except ChannelNotFound:
+                    return channel_not_found(channel_id, correlation_id)
+                except TooManyTopics as exc:
+                    return genesys_error(400, "bad.request", str(exc), correlation_id)
+
+            response = notifications_call(handle)
+            state.record_subscription_call(
+                {
+                    "channel_id": channel_id,
+                    "method": request.method,
+                    "status": response.status_code,
+                    "topics": topics,
+                    "rejected": rejected,
+                }
+            )
+            return response
+
+        # --- scripted conversations (control) ---------------------------------------------
+
+        @app.post("/emulator/conversations")
+        def start_conversation() -> Response:
+            body = request.get_json(force=True, silent=True)
+            if not isinstance(body, dict):
+                return control_error(400, "bad_request", "expected a JSON object")
+            try:
+                start = ConversationStart.model_validate(body)
+                snapshot = notifications.start_conversation(start)
+            except ValidationError as exc:
+                return control_error(400, "invalid_conversation", _validation_message(exc))
+            except UnknownScript as exc:
+                return control_error(404, "unknown_script", str(exc))
+            except ConversationExists as exc:
+                return control_error(409, "conversation_exists", str(exc))
+            response = jsonify(snapshot)
+            response.status_code = 201
+            return response
+
+        @app.get("/emulator/conversations")
+        def list_conversations() -> Response:
+            return jsonify({"conversations": notifications.conversations()})
+
+        @app.get("/emulator/scripts")
+        def list_scripts() -> Response:
+            return jsonify(
+                {
+                    "scripts": [
+                        {
+                            "name": script.name,
+                            "title": script.title,
+                            "queue_id": script.queue_id,
+                            "queue_name": script.queue_name,
+                            "language": script.language,
+                            "utterances": len(script.utterances),
+                        }
+                        for script in load_scripts().values()
+                    ]
+                }
+            )
+
     # --- analytics sink -------------------------------------------------------------------
 
     @app.post("/analytics/events")
@@ -328,15 +527,11 @@ def create_app(
     def set_faults() -> Response:
         changes = request.get_json(force=True, silent=True)
         if not isinstance(changes, dict):
-            response = jsonify({"error": "bad_request", "description": "expected a JSON object"})
-            response.status_code = 400
-            return response
+            return control_error(400, "bad_request", "expected a JSON object")
         try:
             faults = state.update_faults(changes)
         except ValidationError as exc:
-            response = jsonify({"error": "invalid_faults", "description": _validation_message(exc)})
-            response.status_code = 400
-            return response
+            return control_error(400, "invalid_faults", _validation_message(exc))
         log.info("faults now %s", faults.model_dump(exclude_defaults=True))
         return jsonify(faults.model_dump())
 

@@ -22,6 +22,12 @@ from standardwebhooks import Webhook
 LOOPBACK_HOST = "127.0.0.1"
 
 DEFAULT_PORT = 8790
+#: Port of the notifications WebSocket server (the `connectUri` of created channels).
+DEFAULT_WS_PORT = 8791
+#: Seconds between `channel.metadata` heartbeats; Genesys Cloud sends one about every 30 s.
+DEFAULT_HEARTBEAT_S = 30.0
+#: Lifetime of a notification channel; Genesys Cloud channels live 24 hours.
+DEFAULT_CHANNEL_TTL_S = 86400.0
 DEFAULT_CLIENT_ID = "demo-client"
 DEFAULT_CLIENT_SECRET = "demo-secret"
 DEFAULT_CALLBACK_SECRET = "whsec_EIvYBSq82SpIf8kOR41fBTNqWxw58aSw"
@@ -67,11 +73,22 @@ class EmulatorConfig:
     delivery_timeout_s: float = 10.0
     #: Seed of the random generator behind the `*_ratio` faults, for reproducible runs.
     fault_seed: int = 0
+    #: Port of the notifications WebSocket server when run by `python -m emulator` (like
+    #: `port`, `EmulatorServer` itself takes the port to bind as an argument).
+    ws_port: int = DEFAULT_WS_PORT
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    channel_ttl_s: float = DEFAULT_CHANNEL_TTL_S
 
     def __post_init__(self) -> None:
         require_loopback(self.host)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"EMULATOR_PORT must be 0..65535, got {self.port}")
+        if not 0 <= self.ws_port <= 65535:
+            raise ConfigError(f"EMULATOR_WS_PORT must be 0..65535, got {self.ws_port}")
+        if not (math.isfinite(self.heartbeat_s) and self.heartbeat_s > 0):
+            raise ConfigError("EMULATOR_HEARTBEAT_S must be a number of seconds > 0")
+        if not (math.isfinite(self.channel_ttl_s) and self.channel_ttl_s > 0):
+            raise ConfigError("EMULATOR_CHANNEL_TTL_S must be a number of seconds > 0")
         if not self.client_id or not self.client_secret:
             raise ConfigError("the OAuth client id and secret must not be empty")
         try:
@@ -129,6 +146,13 @@ class EmulatorConfig:
                 if retry is not None
                 else DEFAULT_DELIVERY_RETRY_S
             ),
+            ws_port=_int(get("EMULATOR_WS_PORT"), "EMULATOR_WS_PORT", DEFAULT_WS_PORT),
+            heartbeat_s=_float(
+                get("EMULATOR_HEARTBEAT_S"), "EMULATOR_HEARTBEAT_S", DEFAULT_HEARTBEAT_S
+            ),
+            channel_ttl_s=_float(
+                get("EMULATOR_CHANNEL_TTL_S"), "EMULATOR_CHANNEL_TTL_S", DEFAULT_CHANNEL_TTL_S
+            ),
         )
 
 
@@ -149,3 +173,12 @@ def _int(value: str | None, name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _float(value: str | None, name: str, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None

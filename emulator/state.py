@@ -14,7 +14,7 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -46,6 +46,21 @@ class Faults(BaseModel):
     drop_callbacks: bool = False
     callback_delay_ms: int | None = Field(default=None, ge=0)
     analytics_error_next: int = Field(default=0, ge=0)
+    # --- notifications (REST side and WebSocket); see emulator.sockets -------------------
+    #: The next N subscription calls (any method) are answered 429 with `Retry-After`.
+    subscription_rate_limit_next: int = Field(default=0, ge=0)
+    #: The next socket that sends a frame is aborted (no close frame) after N more frames.
+    ws_drop_after_frames: int = Field(default=0, ge=0)
+    #: Send `v2.system.socket_closing` on every live socket, then close them ~1 s later.
+    socket_closing_next: bool = False
+    #: Expire every channel at once (their sockets get a 404 frame and are closed).
+    expire_channels_now: bool = False
+    #: Inject this many malformed frames into the next conversation replay.
+    malformed_frames_next: int = Field(default=0, ge=0)
+    #: Inject this many ~100 KB frames into the next conversation replay.
+    oversized_frame_next: int = Field(default=0, ge=0)
+    #: Send neither heartbeats nor pongs while set.
+    heartbeats_paused: bool = False
 
 
 class RestFault(enum.Enum):
@@ -101,15 +116,73 @@ class CallbackRecord(TypedDict):
     gave_up: bool
 
 
+class ChannelRecord(TypedDict):
+    id: str
+    created: str
+    #: The channel this creation evicted (the 21st channel of a client evicts one).
+    evicted: str | None
+
+
+class ChannelRemovedRecord(TypedDict):
+    id: str
+    #: "evicted" or "expired".
+    reason: str
+
+
+class SubscriptionCallRecord(TypedDict):
+    channel_id: str
+    method: str
+    status: int
+    #: The topics in the request body (empty for GET and DELETE).
+    topics: list[str]
+    rejected: list[str]
+
+
+class ConnectionRecord(TypedDict):
+    connection_id: str
+    channel_id: str
+    #: False when the channel did not exist: the socket got a 404 frame and a 1008 close.
+    accepted: bool
+    opened: str
+    closed: str | None
+    #: Why it closed: client, replaced, expired, evicted, dropped, socket_closing, shutdown.
+    close_reason: str | None
+
+
+class NotificationRecords(TypedDict):
+    channels: list[ChannelRecord]
+    channels_removed: list[ChannelRemovedRecord]
+    subscription_calls: list[SubscriptionCallRecord]
+    connections: list[ConnectionRecord]
+    #: Frames sent per channel id (heartbeats, pongs, events, injected bad frames).
+    frames_sent: dict[str, int]
+    #: `{"message":"ping"}` frames received per channel id.
+    pings_received: dict[str, int]
+
+
 class Records(TypedDict):
     token_requests: list[TokenRequestRecord]
     queries: list[QueryRecord]
     callbacks: list[CallbackRecord]
     analytics_events: list[dict[str, Any]]
+    notifications: NotificationRecords
 
 
 def _empty_records() -> Records:
-    return {"token_requests": [], "queries": [], "callbacks": [], "analytics_events": []}
+    return {
+        "token_requests": [],
+        "queries": [],
+        "callbacks": [],
+        "analytics_events": [],
+        "notifications": {
+            "channels": [],
+            "channels_removed": [],
+            "subscription_calls": [],
+            "connections": [],
+            "frames_sent": {},
+            "pings_received": {},
+        },
+    }
 
 
 class EmulatorState:
@@ -125,6 +198,7 @@ class EmulatorState:
         self._generation = 0
         self._window_start = time.monotonic()
         self._window_count = 0
+        self._reset_listeners: list[Callable[[], None]] = []
 
     # --- faults ---------------------------------------------------------------------------
 
@@ -176,6 +250,37 @@ class EmulatorState:
                 )
                 return True
             return False
+
+    def take_fault(self, name: str) -> bool:
+        """Consume one unit of the counter fault `name`; True if there was one to consume."""
+        with self._lock:
+            value = getattr(self._faults, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} is not a counter fault")
+            if value <= 0:
+                return False
+            self._faults = self._faults.model_copy(update={name: value - 1})
+            return True
+
+    def take_all_of_fault(self, name: str) -> int:
+        """Consume the whole counter fault `name` (set it to 0); returns what it was."""
+        with self._lock:
+            value = getattr(self._faults, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} is not a counter fault")
+            if value:
+                self._faults = self._faults.model_copy(update={name: 0})
+            return value
+
+    def take_fault_flag(self, name: str) -> bool:
+        """Consume the one-shot flag fault `name` (set it to False); returns what it was."""
+        with self._lock:
+            value = getattr(self._faults, name)
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} is not a flag fault")
+            if value:
+                self._faults = self._faults.model_copy(update={name: False})
+            return value
 
     def count_rest_call(self) -> RateLimitInfo:
         """Count a token/query call in the current window, for the rate-limit headers."""
@@ -239,15 +344,66 @@ class EmulatorState:
         with self._lock:
             self._records["analytics_events"].extend(events)
 
+    # --- notification records (see emulator.notifications and emulator.sockets) ----------
+
+    def record_channel(self, record: ChannelRecord) -> None:
+        with self._lock:
+            self._records["notifications"]["channels"].append(record)
+
+    def record_channel_removed(self, channel_id: str, reason: str) -> None:
+        with self._lock:
+            self._records["notifications"]["channels_removed"].append(
+                {"id": channel_id, "reason": reason}
+            )
+
+    def record_subscription_call(self, record: SubscriptionCallRecord) -> None:
+        with self._lock:
+            self._records["notifications"]["subscription_calls"].append(record)
+
+    def record_connection(self, record: ConnectionRecord) -> None:
+        with self._lock:
+            self._records["notifications"]["connections"].append(record)
+
+    def record_connection_closed(self, connection_id: str, closed: str, reason: str) -> None:
+        """Complete the record of a connection (ignored if a reset dropped that record)."""
+        with self._lock:
+            for record in self._records["notifications"]["connections"]:
+                if record["connection_id"] == connection_id and record["closed"] is None:
+                    record["closed"] = closed
+                    record["close_reason"] = reason
+                    return
+
+    def count_frame_sent(self, channel_id: str) -> None:
+        with self._lock:
+            frames = self._records["notifications"]["frames_sent"]
+            frames[channel_id] = frames.get(channel_id, 0) + 1
+
+    def count_ping(self, channel_id: str) -> None:
+        with self._lock:
+            pings = self._records["notifications"]["pings_received"]
+            pings[channel_id] = pings.get(channel_id, 0) + 1
+
     def records(self) -> Records:
         """A deep copy of everything recorded since the last reset."""
         with self._lock:
             return copy.deepcopy(self._records)
 
+    def add_reset_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (outside the lock) after every `reset`."""
+        with self._lock:
+            self._reset_listeners.append(listener)
+
     def reset(self) -> None:
-        """Clear records and faults and abandon pending callbacks; issued tokens stay valid."""
+        """Clear records and faults and abandon pending callbacks; issued tokens stay valid.
+
+        Reset listeners then run: the notification side stops and forgets its scripted
+        conversations. Channels, subscriptions and live sockets stay, like tokens.
+        """
         with self._lock:
             self._records = _empty_records()
             self._faults = Faults()
             self._rng.seed(self._fault_seed)
             self._generation += 1
+            listeners = list(self._reset_listeners)
+        for listener in listeners:
+            listener()

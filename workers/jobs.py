@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from assist.services import analytics, suggestions, utterance_sync
+from assist.services import analytics, keywords, suggestions, utterance_sync
 from workers.runtime import job, services
 
 
@@ -44,3 +44,9 @@ def utterance_sync_failed(job: Any, connection: Any, exc_type: Any, exc: Any, tb
     if job.retries_left:
         return
     utterance_sync.dead_letter(services(), job.args[0], f"{exc_type.__name__}: {exc}")
+
+
+@job
+def analyse_utterances(conversation_id: str) -> int:
+    """C3: analyse a conversation's buffered customer fragments; returns cards delivered."""
+    return len(keywords.analyse_utterances(services(), conversation_id))

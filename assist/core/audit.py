@@ -32,6 +32,8 @@ class EventType(StrEnum):
     AUTOTRIGGERED = "autotriggered"
     UTTERANCE_SYNCED = "utterance_synced"
     UTTERANCE_SYNC_FAILED = "utterance_sync_failed"
+    UTTERANCE_RECEIVED = "utterance_received"
+    KEYWORDS_DETECTED = "keywords_detected"
 
 
 class RecordEvent(BaseModel):

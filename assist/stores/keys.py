@@ -96,3 +96,45 @@ class Keys:
     def utterance_dead_letters(self) -> str:
         """List of utterance deliveries that failed every attempt (newest first, capped)."""
         return self._key("utterance-sync", "dead-letters")
+
+    # --- live transcript stream (C2) -----------------------------------------------------
+    def conversation_partials(self, conversation_id: str) -> str:
+        """Hash: speaker -> JSON of the live partial utterance (never part of the window)."""
+        return self._key("conversation", conversation_id, "partials")
+
+    def conversation_utterances(self, conversation_id: str) -> str:
+        """Hash: utterance id -> gate decision of its final (re-sent finals are ignored)."""
+        return self._key("conversation", conversation_id, "utterances")
+
+    def conversation_stream(self, conversation_id: str) -> str:
+        """Hash: the stream's state of a conversation (queue, open/closed, last span per side)."""
+        return self._key("conversation", conversation_id, "stream")
+
+    def stream_conversations(self) -> str:
+        """Sorted set: conversations the stream follows, scored by last activity (epoch s)."""
+        return self._key("stream", "conversations")
+
+    def stream_counters(self) -> str:
+        """Hash: stream counters (frames dropped by reason, events processed, reconnects)."""
+        return self._key("stream", "counters")
+
+    def stream_status(self) -> str:
+        """Hash: the stream process's live status (channels, topics, last frame time)."""
+        return self._key("stream", "status")
+
+    # --- keywords and entities (C3) ------------------------------------------------------
+    def keyword_buffer(self, conversation_id: str) -> str:
+        """List of final customer fragments (JSON) waiting to be analysed together."""
+        return self._key("conversation", conversation_id, "keyword-buffer")
+
+    def keyword_scheduled(self, conversation_id: str) -> str:
+        """Set while an analysis job is scheduled for the buffer (one job per buffer window)."""
+        return self._key("conversation", conversation_id, "keyword-scheduled")
+
+    def keyword_cards(self, conversation_id: str) -> str:
+        """Set of keyword card ids delivered in the conversation (a card is never repeated)."""
+        return self._key("conversation", conversation_id, "keyword-cards")
+
+    def keyword_cooldown(self, conversation_id: str) -> str:
+        """Set for ASSIST_KEYWORD_COOLDOWN_S after keyword cards were delivered."""
+        return self._key("conversation", conversation_id, "keyword-cooldown")

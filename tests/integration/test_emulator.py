@@ -665,7 +665,13 @@ def test_records_endpoint_and_reset(client: httpx.Client, receiver: Receiver) ->
 
     wait_until(callbacks_recorded)
     records = client.get("/emulator/records").json()
-    assert set(records) == {"token_requests", "queries", "callbacks", "analytics_events"}
+    assert set(records) == {
+        "token_requests",
+        "queries",
+        "callbacks",
+        "analytics_events",
+        "notifications",
+    }
     assert records["token_requests"] == [{"client_id": CLIENT_ID, "ok": True, "status": 200}]
     assert [q["id"] for q in records["queries"]] == [query_id]
     assert {c["provider_request_id"] for c in records["callbacks"]} == {query_id}
@@ -679,6 +685,14 @@ def test_records_endpoint_and_reset(client: httpx.Client, receiver: Receiver) ->
         "queries": [],
         "callbacks": [],
         "analytics_events": [],
+        "notifications": {
+            "channels": [],
+            "channels_removed": [],
+            "subscription_calls": [],
+            "connections": [],
+            "frames_sent": {},
+            "pings_received": {},
+        },
     }
     assert client.get("/emulator/faults").json()["slow_ms"] == 0
     assert post_query(client, token, query_body(receiver)).status_code == 202  # token kept

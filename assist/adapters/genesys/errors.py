@@ -40,3 +40,28 @@ class GenesysApiError(GenesysError):
         self.status_code = status_code
         self.correlation_id = correlation_id
         self.retryable = status_code >= 500
+
+
+# --- Notifications API (the stream process) ---------------------------------------------
+#
+#   GenesysError
+#   └── NotificationsError        a notifications channel or subscription problem
+#       ├── ChannelGoneError      the channel is unknown, expired or evicted (404): open a new one
+#       ├── TopicLimitError       the 1,000-topics-per-channel limit was hit (400)
+#       └── ChannelLimitError     every allowed channel is full: the topic is refused
+
+
+class NotificationsError(GenesysError):
+    pass
+
+
+class ChannelGoneError(NotificationsError):
+    retryable = True
+
+
+class TopicLimitError(NotificationsError):
+    pass
+
+
+class ChannelLimitError(NotificationsError):
+    pass

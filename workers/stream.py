@@ -1,0 +1,345 @@
+"""Stream process entry point: `python -m workers.stream` (Procfile type `stream`, capability C2).
+
+One asyncio loop holds the Genesys notification channels (`NotificationsClient`) and feeds
+what they receive, in order, to one consumer:
+
+    sockets ──frames──▶ checks (size, binary, JSON, envelope) ──▶ asyncio queue ──▶ consumer
+    consumer ──to_thread──▶ TranscriptIngestor (Redis, RQ, records) ──▶ subscribe/unsubscribe
+
+- At start it follows `v2.routing.queues.{id}.conversations` for `ASSIST_STREAM_QUEUE_IDS`
+  and resubscribes the conversations a previous run was following (kept in Redis).
+- A queue event about a new voice conversation subscribes its
+  `v2.conversations.{id}.transcription`; `SESSION_ENDED` unsubscribes it. When the queue
+  reports the call ended but no `SESSION_ENDED` arrives within `ASSIST_STREAM_END_GRACE_S`,
+  the conversation is closed and unsubscribed anyway.
+- Everything blocking (Redis, RQ, the audit file, Genesys REST) runs in worker threads, so
+  the sockets keep answering heartbeats whatever Redis does. When Redis is unreachable the
+  consumer retries the same event with back-off (finals are deduplicated, so a retry is
+  safe); events keep queueing meanwhile.
+- Bad input never ends the process: a malformed frame is dropped, counted under
+  `dropped.<reason>` and logged once (`stream.frame_dropped`, with the conversation id when
+  one can be found); an unexpected error while processing one event is logged and counted
+  (`errors.processing`) and the next event goes on.
+- Counters (frames dropped by reason, events, utterances and decisions, connection events as
+  `connection.*`) are kept in memory and added to the Redis hash `Keys.stream_counters()`
+  every second, with the connection status in `Keys.stream_status()`, for `/metrics`.
+- SIGTERM or SIGINT: stop reading, close every socket, process what was already received,
+  flush the counters and exit 0. Nothing in Redis is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from assist.adapters.genesys.auth import TokenProvider
+from assist.adapters.genesys.http import ResilientHttp
+from assist.adapters.genesys.notifications import (
+    DroppedFrame,
+    DropReason,
+    NotificationEvent,
+    NotificationsApi,
+    NotificationsClient,
+    StreamConfig,
+    StreamItem,
+    backoff_delay,
+)
+from assist.adapters.genesys.schemas import (
+    queue_conversations_topic,
+    queue_id_of,
+    transcription_conversation_id,
+    transcription_topic,
+)
+from assist.bootstrap import Services, build_services
+from assist.logconfig import configure_logging, get_logger
+from assist.services.transcripts import TranscriptIngestor
+from assist.settings import get_settings
+from assist.stores.redis_client import REDIS_UNAVAILABLE_ERRORS
+from assist.stores.transcripts import StreamStatusStore
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+QUEUE_MAX_ITEMS = 10_000
+FLUSH_INTERVAL_S = 1.0
+#: At shutdown, events already received are processed for at most this long.
+SHUTDOWN_DRAIN_S = 5.0
+
+
+def build_api(services: Services) -> NotificationsApi:
+    """The REST client, on the process's HTTP client, with sleeps that end at shutdown."""
+    settings = services.settings
+    stopping = threading.Event()
+    http = ResilientHttp(
+        services.http_client,
+        max_attempts=settings.genesys_max_attempts,
+        max_retry_after_s=settings.genesys_max_retry_after_s,
+        sleep=NotificationsApi.interruptible_sleep(stopping),
+    )
+    tokens = TokenProvider(settings, http, services.redis)
+    return NotificationsApi(http, tokens, settings.api_base_url, stopping=stopping)
+
+
+class StreamProcess:
+    """The stream process's loop: channels, the event consumer and the counters."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        api: NotificationsApi | None = None,
+        config: StreamConfig | None = None,
+        ingestor: TranscriptIngestor | None = None,
+    ) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.config = config or StreamConfig.from_settings(self.settings)
+        self.ingestor = ingestor or TranscriptIngestor(services)
+        self.status_store = StreamStatusStore(services.redis)
+        self.stats: Counter[str] = Counter()
+        self._queue: asyncio.Queue[StreamItem] = asyncio.Queue(maxsize=QUEUE_MAX_ITEMS)
+        self.client = NotificationsClient(api or build_api(services), self.config, self._put)
+        self._stop = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._end_timers: dict[str, asyncio.Task[None]] = {}
+        self._flushed: Counter[str] = Counter()
+        self.started = threading.Event()
+
+    # --- control (any thread) ---------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask the loop to shut down cleanly; safe from any thread and from signal handlers."""
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop already ended
+            loop.call_soon_threadsafe(self._stop.set)
+
+    # --- main loop ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for queue_id in self.settings.stream_queue_ids:
+            self.client.subscribe(queue_conversations_topic(queue_id))
+        consumer = asyncio.create_task(self._consume(), name="stream-consumer")
+        flusher = asyncio.create_task(self._flush_loop(), name="stream-flush")
+        resume = asyncio.create_task(self._resume_followed(), name="stream-resume")
+        log.info(
+            "stream.started",
+            queues=list(self.settings.stream_queue_ids),
+            max_frame_bytes=self.config.max_frame_bytes,
+        )
+        self.started.set()
+        try:
+            await self.client.run(self._stop)
+        finally:
+            resume.cancel()
+            for timer in self._end_timers.values():
+                timer.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), SHUTDOWN_DRAIN_S)
+            consumer.cancel()
+            flusher.cancel()
+            for task in (resume, consumer, flusher):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            with contextlib.suppress(Exception):
+                await self._flush()
+            log.info("stream.stopped", unprocessed=self._queue.qsize())
+
+    async def _put(self, item: StreamItem) -> None:
+        await self._queue.put(item)
+
+    async def _resume_followed(self) -> None:
+        """Resubscribe what a previous run followed (waits for Redis if it is down)."""
+        followed = await self._blocking(self.ingestor.followed, what="resume")
+        for conversation_id in followed:
+            self.client.subscribe(transcription_topic(conversation_id))
+        if followed:
+            log.info("stream.resumed", conversations=len(followed))
+
+    async def _blocking(self, func: Callable[..., T], *args: Any, what: str) -> T:
+        """Run blocking I/O in a thread, retrying while Redis is unreachable."""
+        attempt = 0
+        while True:
+            try:
+                return await asyncio.to_thread(func, *args)
+            except REDIS_UNAVAILABLE_ERRORS as exc:
+                if self._stop.is_set():
+                    raise
+                delay = backoff_delay(
+                    attempt,
+                    base_s=self.settings.stream_backoff_base_s,
+                    max_s=self.settings.stream_backoff_max_s,
+                )
+                attempt += 1
+                self.stats["errors.redis_unavailable"] += 1
+                log.warning(
+                    "stream.redis_unavailable",
+                    step=what,
+                    error=str(exc),
+                    retry_in_s=round(delay, 3),
+                )
+                await asyncio.sleep(delay)
+
+    # --- events ------------------------------------------------------------------------------
+    async def _consume(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                await self._process(item)
+            except asyncio.CancelledError:
+                raise
+            except REDIS_UNAVAILABLE_ERRORS as exc:  # only when stopping
+                self.stats["errors.lost_at_shutdown"] += 1
+                log.error("stream.event_lost", error=str(exc))
+            except Exception as exc:
+                self.stats["errors.processing"] += 1
+                log.error(
+                    "stream.processing_failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc
+                )
+            finally:
+                self._queue.task_done()
+
+    async def _process(self, item: StreamItem) -> None:
+        if isinstance(item, DroppedFrame):
+            self._dropped(item.reason.value, item.conversation_id, item.detail, item.size)
+            return
+        topic = item.topic
+        if transcription_conversation_id(topic) is not None:
+            await self._transcription(item)
+        elif queue_id_of(topic) is not None:
+            await self._queue_event(item)
+        else:
+            self.stats["events.other_topic"] += 1
+            log.debug("stream.other_topic", topic=topic)
+
+    async def _transcription(self, event: NotificationEvent) -> None:
+        result = await self._blocking(
+            self.ingestor.ingest_transcription,
+            event.envelope,
+            event.received_at,
+            what="transcription",
+        )
+        self.stats.update(result.counts)
+        for rejection in result.rejections:
+            self._dropped(rejection.reason, result.conversation_id, rejection.detail, event.size)
+        if result.session_ended and result.conversation_id:
+            self._unfollow(result.conversation_id, "session_ended")
+
+    async def _queue_event(self, event: NotificationEvent) -> None:
+        discovery = await self._blocking(
+            self.ingestor.ingest_queue_event, event.envelope, what="queue_event"
+        )
+        self.stats["events.queue"] += 1
+        if discovery.rejection is not None:
+            self._dropped(
+                discovery.rejection.reason,
+                discovery.conversation_id,
+                discovery.rejection.detail,
+                event.size,
+            )
+            return
+        cid = discovery.conversation_id
+        if cid is None:
+            return
+        topic = transcription_topic(cid)
+        if discovery.follow and topic not in self.client.topics:
+            if self.client.subscribe(topic):
+                self.stats["conversations.followed"] += 1
+                log.info("stream.following", conversation_id=cid, queue_id=discovery.queue_id)
+        elif discovery.ended and topic in self.client.topics and cid not in self._end_timers:
+            self._end_timers[cid] = asyncio.create_task(self._end_after_grace(cid))
+
+    async def _end_after_grace(self, conversation_id: str) -> None:
+        try:
+            await asyncio.sleep(self.settings.stream_end_grace_s)
+            await self._blocking(self.ingestor.close, conversation_id, what="close")
+            self._unfollow(conversation_id, "queue_ended")
+        finally:
+            self._end_timers.pop(conversation_id, None)
+
+    def _unfollow(self, conversation_id: str, reason: str) -> None:
+        timer = self._end_timers.pop(conversation_id, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+        topic = transcription_topic(conversation_id)
+        if topic in self.client.topics:
+            self.client.unsubscribe(topic)
+            self.stats["conversations.unfollowed"] += 1
+            log.info("stream.unfollowed", conversation_id=conversation_id, reason=reason)
+
+    def _dropped(self, reason: str, conversation_id: str | None, detail: str, size: int) -> None:
+        self.stats[f"dropped.{reason}"] += 1
+        level = log.info if reason == DropReason.OVERLAP_DUPLICATE else log.warning
+        level(
+            "stream.frame_dropped",
+            reason=reason,
+            conversation_id=conversation_id,
+            detail=detail or None,
+            size=size,
+        )
+
+    # --- counters ----------------------------------------------------------------------------
+    def counters(self) -> Counter[str]:
+        """Everything counted so far in this process (not yet necessarily in Redis)."""
+        total = Counter(self.stats)
+        total.update({f"connection.{k}": v for k, v in self.client.stats.items()})
+        return total
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            try:
+                await self._flush()
+            except Exception as exc:  # Redis down: the counts stay for the next flush
+                log.debug("stream.flush_failed", error=str(exc))
+
+    async def _flush(self) -> None:
+        current = self.counters()
+        delta = {name: value - self._flushed[name] for name, value in current.items()}
+        status = {
+            **self.client.status(),
+            "pid": os.getpid(),
+            "updated_at": round(time.time(), 3),
+            "queued_events": self._queue.qsize(),
+        }
+
+        def write() -> None:
+            self.status_store.add(delta)
+            self.status_store.set_status(status)
+
+        await asyncio.to_thread(write)
+        self._flushed = current
+
+
+async def serve(services: Services) -> None:
+    """Run the stream process until SIGTERM or SIGINT."""
+    process = StreamProcess(services)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, process.request_stop)
+    try:
+        await process.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings)
+    services = build_services(settings)
+    try:
+        asyncio.run(serve(services))
+    finally:
+        services.close()
+
+
+if __name__ == "__main__":
+    main()
