@@ -141,8 +141,9 @@ class Settings(BaseSettings):
     utterance_webhook_url: str = ""
     utterance_webhook_secret: SecretStr = SecretStr("")
     utterance_webhook_attempts: int = Field(default=5, ge=1, le=20)
-    # Per record-event type, the latency (ms) above which a warning is logged; JSON object.
-    latency_budgets_ms: dict[str, int] = Field(
+    # Per record-event type, the latency (ms) above which a warning is logged, written
+    # `type=ms,type=ms` (not JSON: .env loaders such as honcho's strip the quotes).
+    latency_budgets_ms: Annotated[dict[str, int], NoDecode] = Field(
         default_factory=lambda: {
             "utterance_received": 40_000,  # transcription lag: Genesys batches up to ~35 s
             "keywords_detected": 3_000,  # final utterance received -> cards on the feed
@@ -215,6 +216,21 @@ class Settings(BaseSettings):
         "desk_knowledge_source_ids",
         mode="before",
     )(_split_commas)
+
+    @field_validator("latency_budgets_ms", mode="before")
+    @classmethod
+    def _parse_budgets(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        budgets: dict[str, str] = {}
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            name, sep, ms = item.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"expected event_type=milliseconds, got {item.strip()!r}")
+            budgets[name.strip()] = ms.strip()
+        return budgets
 
     @field_validator("callback_secrets")
     @classmethod

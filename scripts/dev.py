@@ -98,6 +98,52 @@ def play_demo(base_url: str, token: str) -> int:
     return 0
 
 
+def play_live_call(base_url: str, emulator_url: str, token: str) -> None:
+    """Start the emulator's scripted billing-dispute call and print cards as the stream finds them.
+
+    The `stream` process follows the call through the Genesys Notifications contract; keyword
+    and entity cards (and auto-triggered queries, if configured) land on the conversation feed.
+    """
+    conversation_id = "demo-call-1"
+    with httpx.Client(timeout=10) as client:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the stream must have subscribed its queues first
+            records = client.get(f"{emulator_url}/emulator/records").json()
+            calls = records.get("notifications", {}).get("subscription_calls", [])
+            if any(call.get("status") == 200 for call in calls):
+                break
+            time.sleep(0.5)
+        started = client.post(
+            f"{emulator_url}/emulator/conversations",
+            json={"script": "billing-dispute", "conversation_id": conversation_id, "speed": 2},
+        )
+        if started.status_code != 201:
+            print(f"could not start the scripted call: {started.status_code} {started.text}")
+            return
+        print(
+            f"\nA scripted customer call ({conversation_id}) is playing through the Genesys "
+            "Notifications emulator."
+        )
+        print(
+            f"Watch it live: {base_url}/desk?conversationId={conversation_id}&access_token={token}"
+        )
+        seen: set[str] = set()
+        headers = {"Authorization": f"Bearer {token}"}
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline:
+            response = client.get(
+                f"{base_url}/v1/conversations/{conversation_id}/suggestions", headers=headers
+            )
+            if response.status_code == 200:
+                for card in response.json()["suggestions"]:
+                    if card["id"] not in seen:
+                        seen.add(card["id"])
+                        print(f"  live card: {card['title']!r}  (sources {card['sources']})")
+            time.sleep(0.5)
+        if not seen:
+            print("  no live cards yet; see the stream process output above")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo-only", action="store_true")
@@ -124,6 +170,8 @@ def main() -> int:
     try:
         wait_ready(base_url)
         play_demo(base_url, token)
+        emulator_url = settings.get("ASSIST_GENESYS_API_BASE_URL", "http://127.0.0.1:8790")
+        play_live_call(base_url, emulator_url, token)
         print("Everything keeps running; press Ctrl-C to stop.")
         return honcho.wait()
     except KeyboardInterrupt:

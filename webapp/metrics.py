@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from assist.bootstrap import Services
 from assist.core.analytics import latency
+from assist.stores.transcripts import StreamStatusStore
 
 LATENCY_WINDOW_S = 15 * 60
 LATENCY_MAX_RECORDS = 50_000
@@ -44,6 +45,14 @@ class AssistCollector(Collector):
         failed.add_metric([queue.name], queue.failed_job_registry.count)
         yield failed
         yield self._stage_latency()
+        stream = CounterMetricFamily(
+            "assist_stream_events",
+            "Live transcript stream: frames and utterances by outcome (dropped ones by reason)",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(StreamStatusStore(self._services.redis).counters().items()):
+            stream.add_metric([outcome], count)
+        yield stream
 
     def _stage_latency(self) -> GaugeMetricFamily:
         """p50/p95 per stage over the last few minutes, from the same records as the dashboard."""

@@ -142,7 +142,8 @@ class StreamProcess:
             for timer in self._end_timers.values():
                 timer.cancel()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue.join(), SHUTDOWN_DRAIN_S)
+                async with asyncio.timeout(SHUTDOWN_DRAIN_S):
+                    await self._queue.join()
             consumer.cancel()
             flusher.cancel()
             for task in (resume, consumer, flusher):

@@ -163,3 +163,12 @@ def test_a_single_positive_weight_is_enough(settings_factory: SettingsFactory) -
 def test_negative_weights_are_refused(settings_factory: SettingsFactory) -> None:
     with pytest.raises(ValidationError):
         settings_factory(rank_weight_skill=-0.1)
+
+
+def test_latency_budgets_parse_from_pairs(settings_factory: Callable[..., Settings]) -> None:
+    settings = settings_factory(latency_budgets_ms="suggestions_ranked=250, keywords_detected=99")
+    assert settings.latency_budgets_ms == {"suggestions_ranked": 250, "keywords_detected": 99}
+    with pytest.raises(ValidationError, match="event_type=milliseconds"):
+        settings_factory(latency_budgets_ms="suggestions_ranked")
+    with pytest.raises(ValidationError):
+        settings_factory(latency_budgets_ms="suggestions_ranked=fast")

@@ -417,6 +417,7 @@ class ChannelSession:
         self.connected = asyncio.Event()
         self.last_frame_at: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self.stopping = False
 
     # --- topics ---------------------------------------------------------------------------
     @property
@@ -441,11 +442,21 @@ class ChannelSession:
         self._task = asyncio.create_task(self._run(), name=f"notifications-channel-{self.index}")
 
     async def stop(self) -> None:
+        """Cancel the session and wait for it to close its socket.
+
+        The `stopping` flag backs the cancellation up: a loop that checks it ends even if a
+        cancellation were lost on the way (`asyncio.wait_for` in Python 3.11 can swallow one;
+        this module uses `asyncio.timeout` instead, but the flag keeps shutdown certain).
+        """
+        self.stopping = True
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        while not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=1.0)
+        with contextlib.suppress(asyncio.CancelledError):
+            task.result()
 
     def request(self, outcome: _Outcome) -> None:
         """Make the socket loop end with `outcome` (from another task)."""
@@ -458,7 +469,7 @@ class ChannelSession:
         sync = asyncio.create_task(self._sync_loop(), name=f"notifications-sync-{self.index}")
         ws: ClientConnection | None = None
         try:
-            while True:
+            while not self.stopping:
                 try:
                     if ws is None:
                         ws = await self._open()
@@ -584,7 +595,7 @@ class ChannelSession:
         next_ping = last_alive + config.ping_interval_s
         probe_deadline: float | None = None
         next_token_check = last_alive + config.ping_interval_s
-        while True:
+        while not self.stopping:
             now = loop.time()
             renew_at = self._renew_at()
             if renew_at is not None and time.time() >= renew_at:
@@ -618,7 +629,8 @@ class ChannelSession:
             if renew_at is not None:
                 wake = min(wake, now + max(0.0, renew_at - time.time()))
             try:
-                frame = await asyncio.wait_for(ws.recv(), timeout=max(0.0, wake - now))
+                async with asyncio.timeout(max(0.0, wake - now)):
+                    frame = await ws.recv()
             except TimeoutError:
                 continue
             except ConnectionClosed as exc:
@@ -630,6 +642,7 @@ class ChannelSession:
             outcome = await self._handle(frame)
             if outcome is not None:
                 return outcome
+        return _Outcome.CLOSED
 
     async def _closed(self, exc: ConnectionClosed) -> _Outcome:
         if self._forced_outcome is not None:
@@ -771,6 +784,8 @@ class ChannelSession:
     # --- after the socket loop ------------------------------------------------------------
     async def _after(self, outcome: _Outcome, ws: ClientConnection) -> ClientConnection | None:
         """What to do once `_serve` ended; returns the socket to serve next (None: reopen)."""
+        if self.stopping:
+            return ws  # `_run` closes it on the way out
         if outcome is _Outcome.RENEW:
             return await self._renew(ws)
         if outcome is _Outcome.TOKEN_REVOKED:
@@ -852,7 +867,8 @@ class ChannelSession:
         idle_until = loop.time() + DRAIN_IDLE_S
         while (now := loop.time()) < min(end, idle_until):
             try:
-                frame = await asyncio.wait_for(old.recv(), timeout=min(end, idle_until) - now)
+                async with asyncio.timeout(min(end, idle_until) - now):
+                    frame = await old.recv()
             except (TimeoutError, ConnectionClosed):
                 return
             before = self._data_frames
