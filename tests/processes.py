@@ -38,13 +38,16 @@ class ProcessSystem:
         callback_delay_ms: int = 50,
         delivery_retry_s: str = "0.2,0.5,1,2,4",
         extra_env: dict[str, str] | None = None,
+        stream: bool = False,
     ) -> None:
+        self.with_stream = stream
         self.workdir = workdir
         self.logs = workdir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.redis = RedisServer(workdir / "redis")
         self.web_port = free_port()
         self.emulator_port = free_port()
+        self.emulator_ws_port = free_port()
         self.web_workers = web_workers
         self.audit_path = workdir / "audit.jsonl"
         self.env = {
@@ -66,6 +69,7 @@ class ProcessSystem:
             "ASSIST_WORKER_CLASS": worker_class,
             "ASSIST_WORKER_MAINTENANCE_INTERVAL_S": "5",
             "EMULATOR_PORT": str(self.emulator_port),
+            "EMULATOR_WS_PORT": str(self.emulator_ws_port),
             "EMULATOR_CLIENT_ID": CLIENT_ID,
             "EMULATOR_CLIENT_SECRET": CLIENT_SECRET,
             "EMULATOR_CALLBACK_SECRET": CALLBACK_SECRET,
@@ -115,6 +119,8 @@ class ProcessSystem:
         self._spawn("emulator", [sys.executable, "-m", "emulator"])
         self.start_web()
         self.start_worker()
+        if self.with_stream:
+            self._spawn("stream", [sys.executable, "-m", "workers.stream"])
         self.wait_http(f"{self.emulator_url}/healthz")
         self.wait_http(f"{self.web_url}/readyz")
         return self

@@ -277,7 +277,8 @@ class StreamProcess:
 
     def _dropped(self, reason: str, conversation_id: str | None, detail: str, size: int) -> None:
         self.stats[f"dropped.{reason}"] += 1
-        level = log.info if reason == DropReason.OVERLAP_DUPLICATE else log.warning
+        # A duplicate from a renewal's overlap is expected, not bad input.
+        level = log.debug if reason == DropReason.OVERLAP_DUPLICATE else log.warning
         level(
             "stream.frame_dropped",
             reason=reason,

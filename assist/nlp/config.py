@@ -185,9 +185,21 @@ def parse_config(raw: Any, *, source: str = "keywords config") -> KeywordConfig:
         raise KeywordConfigError(f"{source} is not valid: " + "; ".join(lines)) from None
 
 
-def load_config(path: str | Path) -> KeywordConfig:
-    """Read and validate the JSON configuration file."""
+# The checkout the code runs from: relative paths that do not exist in the working directory
+# are looked up here, so a process started from elsewhere still finds the shipped config.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def resolve_path(path: str | Path) -> Path:
     file = Path(path)
+    if not file.is_absolute() and not file.exists() and (PROJECT_ROOT / file).exists():
+        return PROJECT_ROOT / file
+    return file
+
+
+def load_config(path: str | Path) -> KeywordConfig:
+    """Read and validate the JSON configuration file (relative: cwd, then the project root)."""
+    file = resolve_path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:

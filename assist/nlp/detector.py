@@ -39,7 +39,7 @@ from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
 
 from assist.logconfig import get_logger
-from assist.nlp.config import CARD_ID_MAX, CardSpec, KeywordConfig, load_config, slug
+from assist.nlp.config import CARD_ID_MAX, CardSpec, KeywordConfig, load_config, resolve_path, slug
 
 log = get_logger(__name__)
 
@@ -247,4 +247,4 @@ def _cached_detector(config_path: str, pipeline: str) -> Detector:
 
 def get_detector(config_path: str | Path, pipeline: str = "") -> Detector:
     """The process's detector for this configuration file and pipeline, built on first use."""
-    return _cached_detector(str(Path(config_path).resolve()), pipeline)
+    return _cached_detector(str(resolve_path(config_path).resolve()), pipeline)

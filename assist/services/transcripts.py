@@ -35,9 +35,10 @@ conversations to follow, and tells when the queue considers one ended.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
 from pydantic import ValidationError
 
@@ -70,6 +71,7 @@ from assist.settings import Settings
 from assist.stores.transcripts import TranscriptStore
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 SPEAKERS = {
     TranscriptChannel.INTERNAL: Speaker.AGENT,
@@ -239,7 +241,6 @@ class TranscriptIngestor:
         result: IngestResult,
     ) -> None:
         """Give a newly committed final to analysis; a failing consumer never stops the stream."""
-        services = self._services
         cid = utterance.conversation_id
         if resets_buffer(overlap):
             result.counts["interruptions"] += 1
@@ -250,14 +251,39 @@ class TranscriptIngestor:
                 speaker=utterance.speaker.value,
                 overlap=overlap.value,
             )
-            _safely("reset_buffer", cid, keywords.reset_buffer, services, cid)
+            self._step("reset_buffer", keywords.reset_buffer, cid, utterance, result)
         if decision is GateDecision.ANALYSED:
             result.counts["utterances.analysed"] += 1
-            _safely(
-                "handle_final_utterance", cid, keywords.handle_final_utterance, services, utterance
+            self._step(
+                "handle_final_utterance",
+                keywords.handle_final_utterance,
+                utterance,
+                utterance,
+                result,
             )
-            _safely("autotrigger", cid, autotrigger.on_final_utterance, services, utterance)
-        _safely("utterance_sync", cid, utterance_sync.enqueue_sync, services, utterance)
+            self._step("autotrigger", autotrigger.on_final_utterance, utterance, utterance, result)
+        self._step("utterance_sync", utterance_sync.enqueue_sync, utterance, utterance, result)
+
+    def _step(
+        self,
+        name: str,
+        func: Callable[[Services, T], object],
+        argument: T,
+        utterance: Utterance,
+        result: IngestResult,
+    ) -> None:
+        """Run one consumer of a final; its failure is logged and counted, never raised."""
+        try:
+            func(self._services, argument)
+        except Exception as exc:
+            result.counts["errors.hand_off"] += 1
+            log.error(
+                "stream.hand_off_failed",
+                step=name,
+                conversation_id=utterance.conversation_id,
+                utterance_id=utterance.utterance_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     def _record(
         self,
@@ -321,18 +347,6 @@ def lag_ms(utterance: Utterance, session_start_ms: int | None) -> int | None:
     if utterance.event_time is not None:
         return max(0, round(received_ms - utterance.event_time.timestamp() * 1000))
     return None
-
-
-def _safely(what: str, conversation_id: str, func: Any, *args: Any) -> None:
-    try:
-        func(*args)
-    except Exception as exc:
-        log.error(
-            "stream.hand_off_failed",
-            step=what,
-            conversation_id=conversation_id,
-            error=f"{type(exc).__name__}: {exc}",
-        )
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -11,6 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -404,3 +408,53 @@ def test_channels_are_renewed_before_they_expire_without_losing_a_final(
             stream.process.request_stop()
             stream.thread.join(timeout=15)
         short_lived.stop()
+
+
+# --- the process ---------------------------------------------------------------------------
+
+
+def test_the_process_stops_cleanly_on_sigterm(
+    tmp_path: Path, redis_server: RedisServer, ws_emulator: EmulatorServer
+) -> None:
+    control = httpx.Client(base_url=ws_emulator.url, timeout=5)
+    control.post("/emulator/reset").raise_for_status()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("ASSIST_", "EMULATOR_"))},
+        "REDIS_URL": redis_server.url,
+        "ASSIST_ENVIRONMENT": "production",
+        "ASSIST_LOG_FORMAT": "json",
+        "ASSIST_AUDIT_LOG_PATH": str(tmp_path / "audit.jsonl"),
+        "ASSIST_GENESYS_API_BASE_URL": ws_emulator.url,
+        "ASSIST_GENESYS_LOGIN_BASE_URL": ws_emulator.url,
+        "ASSIST_GENESYS_CLIENT_ID": CLIENT_ID,
+        "ASSIST_GENESYS_CLIENT_SECRET": CLIENT_SECRET,
+        "ASSIST_STREAM_QUEUE_IDS": QUEUES,
+    }
+    log_path = tmp_path / "stream.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workers.stream"],
+            cwd=tmp_path,  # no .env here
+            env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def live() -> bool:
+            assert process.poll() is None, log_path.read_text()
+            connections = control.get("/emulator/records").json()["notifications"]["connections"]
+            return any(c["accepted"] and c["closed"] is None for c in connections)
+
+        wait_for(live, timeout_s=15)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    connections = control.get("/emulator/records").json()["notifications"]["connections"]
+    assert [c["close_reason"] for c in connections] == ["client"]
+    output = log_path.read_text()
+    assert '"stream.stopped"' in output and "Traceback" not in output
+    control.close()

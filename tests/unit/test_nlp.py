@@ -330,3 +330,12 @@ def test_an_installed_pipeline_is_used_and_its_entities_can_get_the_default_card
 def test_the_detector_is_built_once_per_process_and_configuration() -> None:
     assert get_detector(SHIPPED) is get_detector(str(SHIPPED))
     assert isinstance(get_detector(SHIPPED).config, KeywordConfig)
+
+
+def test_the_default_config_path_is_found_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assist.nlp.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    assert load_config("config/keywords.json").cards

@@ -90,6 +90,7 @@ from assist.adapters.genesys.schemas import (
     ChannelTopicListing,
     NotificationEnvelope,
     SystemMessage,
+    transcription_conversation_id,
 )
 from assist.logconfig import get_logger
 from assist.settings import Settings
@@ -742,7 +743,12 @@ class ChannelSession:
             digest = _digest(envelope)
             if digest in self._overlap_digests:
                 await self._client.sink(
-                    DroppedFrame(DropReason.OVERLAP_DUPLICATE, size, channel_id)
+                    DroppedFrame(
+                        DropReason.OVERLAP_DUPLICATE,
+                        size,
+                        channel_id,
+                        transcription_conversation_id(topic),
+                    )
                 )
                 return None
             self._overlap_digests.add(digest)
@@ -961,6 +967,7 @@ class NotificationsClient:
         self.sessions: list[ChannelSession] = []
         self._owner: dict[str, ChannelSession] = {}
         self._started = False
+        self._next_index = 0
 
     # --- topics ---------------------------------------------------------------------------
     def subscribe(self, topic: str) -> bool:
@@ -1002,7 +1009,8 @@ class NotificationsClient:
         return set(self._owner)
 
     def _new_session(self) -> ChannelSession:
-        session = ChannelSession(len(self.sessions), self)
+        session = ChannelSession(self._next_index, self)
+        self._next_index += 1
         self.sessions.append(session)
         if self._started:
             session.start()
