@@ -181,6 +181,13 @@ class Settings(BaseSettings):
     )
     stream_backoff_base_s: float = Field(default=0.5, gt=0)
     stream_backoff_max_s: float = Field(default=30.0, gt=0)
+    stream_consumers: int = Field(
+        default=16,
+        ge=1,
+        le=128,
+        description="Events of different conversations processed at once (one conversation's "
+        "events stay in order).",
+    )
 
     # --- keywords and entities (C3) -------------------------------------------------------
     keywords_config_path: str = Field(

@@ -1,10 +1,16 @@
 """Stream process entry point: `python -m workers.stream` (Procfile type `stream`, capability C2).
 
 One asyncio loop holds the Genesys notification channels (`NotificationsClient`) and feeds
-what they receive, in order, to one consumer:
+what they receive to `ASSIST_STREAM_CONSUMERS` consumers, each conversation always to the same
+one, so a conversation's events are processed in the order they arrived while different
+conversations' events are processed at once:
 
-    sockets ──frames──▶ checks (size, binary, JSON, envelope) ──▶ asyncio queue ──▶ consumer
+    sockets ──frames──▶ checks (size, binary, JSON, envelope) ──▶ queue[hash(conversation)]
     consumer ──to_thread──▶ TranscriptIngestor (Redis, RQ, records) ──▶ subscribe/unsubscribe
+
+Why several consumers: each event costs a few Redis round trips, and with `appendfsync always`
+each write waits for an fsync. One consumer waits for them one after another (about 265
+events/s on 2 cores); several share Redis's fsyncs and the round trips overlap.
 
 - At start it follows `v2.routing.queues.{id}.conversations` for `ASSIST_STREAM_QUEUE_IDS`
   and resubscribes the conversations a previous run was following (kept in Redis).
@@ -35,8 +41,10 @@ import os
 import signal
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from assist.adapters.genesys.auth import TokenProvider
@@ -67,6 +75,7 @@ from assist.stores.transcripts import StreamStatusStore
 log = get_logger(__name__)
 T = TypeVar("T")
 
+#: Events received and not yet processed, over all consumers, before the sockets wait.
 QUEUE_MAX_ITEMS = 10_000
 FLUSH_INTERVAL_S = 1.0
 #: At shutdown, events already received are processed for at most this long.
@@ -104,7 +113,10 @@ class StreamProcess:
         self.ingestor = ingestor or TranscriptIngestor(services)
         self.status_store = StreamStatusStore(services.redis)
         self.stats: Counter[str] = Counter()
-        self._queue: asyncio.Queue[StreamItem] = asyncio.Queue(maxsize=QUEUE_MAX_ITEMS)
+        consumers = self.settings.stream_consumers
+        self._queues: list[asyncio.Queue[StreamItem]] = [
+            asyncio.Queue(maxsize=max(QUEUE_MAX_ITEMS // consumers, 100)) for _ in range(consumers)
+        ]
         self.client = NotificationsClient(api or build_api(services), self.config, self._put)
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -124,15 +136,25 @@ class StreamProcess:
     # --- main loop ---------------------------------------------------------------------------
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        # asyncio's default pool has min(32, cores + 4) threads: fewer than the consumers on a
+        # small machine, which would serialise them again.
+        executor = ThreadPoolExecutor(
+            max_workers=len(self._queues) + 4, thread_name_prefix="stream-io"
+        )
+        self._loop.set_default_executor(executor)
         for queue_id in self.settings.stream_queue_ids:
             self.client.subscribe(queue_conversations_topic(queue_id))
-        consumer = asyncio.create_task(self._consume(), name="stream-consumer")
+        consumers = [
+            asyncio.create_task(self._consume(queue), name=f"stream-consumer-{index}")
+            for index, queue in enumerate(self._queues)
+        ]
         flusher = asyncio.create_task(self._flush_loop(), name="stream-flush")
         resume = asyncio.create_task(self._resume_followed(), name="stream-resume")
         log.info(
             "stream.started",
             queues=list(self.settings.stream_queue_ids),
             max_frame_bytes=self.config.max_frame_bytes,
+            consumers=len(consumers),
         )
         self.started.set()
         try:
@@ -143,18 +165,34 @@ class StreamProcess:
                 timer.cancel()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(SHUTDOWN_DRAIN_S):
-                    await self._queue.join()
-            consumer.cancel()
-            flusher.cancel()
-            for task in (resume, consumer, flusher):
+                    for queue in self._queues:
+                        await queue.join()
+            for task in (*consumers, flusher):
+                task.cancel()
+            for task in (resume, *consumers, flusher):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             with contextlib.suppress(Exception):
                 await self._flush()
-            log.info("stream.stopped", unprocessed=self._queue.qsize())
+            log.info("stream.stopped", unprocessed=self.queued())
+
+    def queued(self) -> int:
+        """Events received and not yet taken by a consumer."""
+        return sum(queue.qsize() for queue in self._queues)
 
     async def _put(self, item: StreamItem) -> None:
-        await self._queue.put(item)
+        await self._queues[self._consumer_of(item)].put(item)
+
+    def _consumer_of(self, item: StreamItem) -> int:
+        """The consumer of the item's conversation (the same for all its events)."""
+        if isinstance(item, DroppedFrame):
+            key = item.conversation_id or ""
+        else:
+            key = transcription_conversation_id(item.topic) or ""
+            body = item.envelope.event_body
+            if not key and isinstance(body, dict):  # a queue event names its conversation
+                key = str(body.get("id") or "")
+        return zlib.crc32(key.encode()) % len(self._queues)
 
     async def _resume_followed(self) -> None:
         """Resubscribe what a previous run followed (waits for Redis if it is down)."""
@@ -189,9 +227,9 @@ class StreamProcess:
                 await asyncio.sleep(delay)
 
     # --- events ------------------------------------------------------------------------------
-    async def _consume(self) -> None:
+    async def _consume(self, queue: asyncio.Queue[StreamItem]) -> None:
         while True:
-            item = await self._queue.get()
+            item = await queue.get()
             try:
                 await self._process(item)
             except asyncio.CancelledError:
@@ -205,7 +243,7 @@ class StreamProcess:
                     "stream.processing_failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc
                 )
             finally:
-                self._queue.task_done()
+                queue.task_done()
 
     async def _process(self, item: StreamItem) -> None:
         if isinstance(item, DroppedFrame):
@@ -309,7 +347,7 @@ class StreamProcess:
             **self.client.status(),
             "pid": os.getpid(),
             "updated_at": round(time.time(), 3),
-            "queued_events": self._queue.qsize(),
+            "queued_events": self.queued(),
         }
 
         def write() -> None:
