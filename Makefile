@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install system-deps lint typecheck pytest demo bench clean
+.PHONY: run test install system-deps lint typecheck pytest demo bench bench-stream clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+bench-stream: install
+	$(BIN)/python benchmarks/stream.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

@@ -76,6 +76,8 @@ class StreamBenchConfig:
     #: Cap on waiting for keyword jobs to drain after a phase.
     drain_s: float = 120.0
     starters: int = 16
+    #: Extra environment for every process (`--env NAME=VALUE`), e.g. to try a setting.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -322,6 +324,7 @@ def build_system(config: StreamBenchConfig, workdir: Path) -> ProcessSystem:
             "ASSIST_KEYWORD_BUFFER_MS": "0",
             "ASSIST_KEYWORD_COOLDOWN_S": "0",
             "EMULATOR_HEARTBEAT_S": "5",
+            **config.env,
         },
     )
 
@@ -431,6 +434,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=default.workers, help="RQ workers")
     parser.add_argument("--max-phase-s", type=float, default=default.max_phase_s)
     parser.add_argument("--drain-s", type=float, default=default.drain_s)
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for every process (repeatable), e.g. ASSIST_STREAM_CONSUMERS=1",
+    )
     parser.add_argument("--tag", default="stream")
     parser.add_argument("--quick", action="store_true", help="50 calls at x20, to results/raw/")
     parser.add_argument("--wait-quiet-s", type=float, default=120.0)
@@ -438,6 +448,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.speeds = tuple(float(s) for s in args.speeds.split(",") if s.strip())
     if args.quick:
         args.conversations, args.speeds = 50, (20.0,)
+    if any("=" not in pair for pair in args.env):
+        parser.error("--env takes NAME=VALUE")
+    args.env = dict(pair.split("=", 1) for pair in args.env)
     if not 1 <= args.conversations <= 1000:
         parser.error("--conversations must be 1..1000 (one channel holds 1,000 topics)")
     if not args.speeds or any(not 0 < s <= 100 for s in args.speeds):
@@ -453,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         max_phase_s=args.max_phase_s,
         drain_s=args.drain_s,
+        env=args.env,
     )
     started = datetime.now(UTC)
     run_id = f"{started.strftime('%Y-%m-%dT%H%M%S')}-{args.tag}" + ("-quick" if args.quick else "")
