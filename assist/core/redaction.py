@@ -24,7 +24,8 @@ _EMAIL = re.compile(
 # Tokens that look like digit groups but are identifiers: UUIDs (Genesys conversation ids)
 # and IPv4 addresses. They are set aside before the number patterns run.
 _KEEP = re.compile(
-    r"(?<![\w-])[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}(?![\w-])"
+    # Hyphens may surround them: ids embed UUIDs ("analyse-<uuid>-<window>").
+    r"(?<![0-9A-Za-z])[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}(?![0-9A-Za-z])"
     r"|(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)"
 )
 _LONG_DIGITS = re.compile(r"(?<![\w])\d(?:[ -]?\d){12,18}(?![\w])")

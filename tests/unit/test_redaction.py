@@ -125,6 +125,14 @@ def test_uuids_survive(uuid: str) -> None:
     assert redact_text(text) == text
 
 
+def test_a_uuid_inside_a_hyphenated_id_survives() -> None:
+    # RQ job ids embed conversation ids: "analyse-<uuid>-<window>" (logged by every job).
+    job_id = "analyse-01d78e5f-6727-4084-be73-470517cf3c23-d25a46c75add4117"
+    assert redact_text(job_id) == job_id
+    # A phone number next to it is still found.
+    assert redact_text(f"{job_id} call 0871 234 5678") == f"{job_id} call [PHONE]"
+
+
 # --- idempotence and structure ---------------------------------------------------------------
 
 MIXED = (
