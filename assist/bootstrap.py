@@ -17,6 +17,7 @@ from assist.adapters.genesys.provider import AsyncQueryProvider
 from assist.adapters.queue import TaskQueue
 from assist.core.ranking import RankingWeights
 from assist.security import CallbackVerifier, DeskAuthenticator
+from assist.services.local_kb import LocalKnowledgeBase
 from assist.services.records import Recorder
 from assist.settings import Settings
 from assist.stores.analytics import AnalyticsStore
@@ -46,6 +47,7 @@ class Services:
     tokens: TokenProvider
     provider: AsyncQueryProvider
     analytics_sink: AnalyticsSink | None
+    local_kb: LocalKnowledgeBase
 
     def close(self) -> None:
         self.http_client.close()
@@ -106,6 +108,7 @@ def build_services(settings: Settings) -> Services:
             skill_bonus=settings.rank_skill_bonus,
         ),
         http_client=http_client,
+        local_kb=LocalKnowledgeBase(settings),
         tokens=tokens,
         provider=AsyncQueryProvider(
             http, tokens, f"{settings.query_base_url}{settings.provider_query_path}"

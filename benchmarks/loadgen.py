@@ -170,7 +170,7 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 
 def summarize_ms(values_s: Sequence[float]) -> dict[str, Any]:
-    """count, mean, p50, p90, p99, max (milliseconds) of durations given in seconds."""
+    """count, mean, p50, p90, p95, p99, max (milliseconds) of durations given in seconds."""
     ms = sorted(v * 1000 for v in values_s)
     if not ms:
         return {"count": 0}
@@ -179,6 +179,7 @@ def summarize_ms(values_s: Sequence[float]) -> dict[str, Any]:
         "mean": round(statistics.fmean(ms), 3),
         "p50": round(percentile(ms, 50), 3),
         "p90": round(percentile(ms, 90), 3),
+        "p95": round(percentile(ms, 95), 3),
         "p99": round(percentile(ms, 99), 3),
         "max": round(ms[-1], 3),
     }

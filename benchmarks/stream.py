@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import threading
 import time
@@ -56,6 +55,7 @@ import websockets  # noqa: E402
 
 from assist.stores.keys import Keys  # noqa: E402
 from benchmarks import environment  # noqa: E402
+from benchmarks.loadgen import summarize_ms  # noqa: E402
 from benchmarks.systems import discard_redis_data, wait_queue_idle  # noqa: E402
 from tests.processes import CLIENT_ID, CLIENT_SECRET, ProcessSystem  # noqa: E402
 
@@ -105,24 +105,6 @@ class Phase:
     @property
     def events_per_s(self) -> float:
         return self.events_processed / self.window_s if self.window_s else 0.0
-
-
-def _percentiles(values: list[float]) -> dict[str, Any]:
-    if not values:
-        return {"count": 0}
-    ordered = sorted(values)
-
-    def pick(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
-
-    return {
-        "count": len(ordered),
-        "p50": pick(0.50),
-        "p95": pick(0.95),
-        "p99": pick(0.99),
-        "max": round(ordered[-1], 1),
-        "mean": round(statistics.fmean(ordered), 1),
-    }
 
 
 def scripts() -> list[dict[str, Any]]:
@@ -299,7 +281,7 @@ def run_stream(
                 continue
             if record["data"].get("latency_ms") is not None:
                 latencies.append(float(record["data"]["latency_ms"]))
-    phase.latency_ms = _percentiles(latencies)
+    phase.latency_ms = summarize_ms([ms / 1000 for ms in latencies])
     for cid in ids:
         cards: list[str] = []
         feed = cast(list[tuple[str, dict[str, str]]], decoded.xrange(KEYS.conversation_feed(cid)))

@@ -3,8 +3,9 @@
 1. Creates `.env` from `.env.example` if there is none.
 2. Starts `honcho -f Procfile.dev start` (web, worker, a local redis-server from the venv,
    the Genesys emulator) with the venv's `bin/` first on PATH.
-3. Waits for `/readyz`, plays a demo trigger, polls until it is ranked and prints the
-   suggestions with the components of their scores.
+3. Waits for `/readyz` and for the local knowledge base (the worker ingests `kb/northwind` at
+   start), plays a demo trigger (two emulator sources and the local one), polls until it is
+   ranked and prints the suggestions with the components of their scores.
 4. Keeps everything running until Ctrl-C.
 
 `--demo-only` skips 1, 2 and 4 and plays the demo against a system that is already running.
@@ -24,11 +25,16 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+# Redis keeps its data in var/ between runs, and a conversation shows an article only once (and
+# a finished call is not followed again): each run gets conversations of its own.
+RUN = time.strftime("%H%M%S")
 DEMO = {
-    "conversation_id": "demo-conversation-1",
+    "conversation_id": f"demo-conversation-{RUN}",
     "agent_id": "agent-ana",
     "agent_skills": ["billing"],
-    "knowledge_source_ids": ["kb-billing", "kb-accounts"],
+    # kb-billing and kb-accounts are the emulator's (async-query provider); kb-northwind is
+    # the local knowledge base the worker ingests from kb/northwind at start (C4).
+    "knowledge_source_ids": ["kb-billing", "kb-accounts", "kb-northwind"],
     "transcript": (
         "Hi, I was charged twice on my last bill and I want a refund. "
         "My card is 4111 1111 1111 1111 and my email is pat@example.com."
@@ -58,6 +64,38 @@ def wait_ready(base_url: str, timeout_s: float = 60) -> None:
     raise SystemExit(f"the web process did not become ready at {base_url} within {timeout_s}s")
 
 
+def wait_local_kb(base_url: str, timeout_s: float = 300) -> None:
+    """Wait until every local knowledge base is ready (the worker ingests it at start)."""
+    deadline = time.monotonic() + timeout_s
+    said = False
+    while time.monotonic() < deadline:
+        try:
+            checks = httpx.get(f"{base_url}/readyz", timeout=2).json().get("checks", {})
+        except (httpx.HTTPError, ValueError):
+            checks = {}
+        pending = [
+            source
+            for source, status in checks.get("local_kb", {}).items()
+            if status.get("status") != "ready"
+        ]
+        if not pending:
+            return
+        if not said:
+            print(
+                f"waiting for the worker to ingest the local knowledge base {', '.join(pending)} "
+                "(the first time embeds a few hundred passages: about a minute on 2 cores) ..."
+            )
+            said = True
+        time.sleep(1)
+    print("the local knowledge base is not ready yet; the demo goes on without its hits")
+
+
+def missing_settings(env_file: Path) -> list[str]:
+    """Settings `.env.example` has and an older `.env` lacks."""
+    example = load_env(ROOT / ".env.example")
+    return sorted(set(example) - set(load_env(env_file)))
+
+
 def play_demo(base_url: str, token: str) -> int:
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base_url, headers=headers, timeout=10) as client:
@@ -85,7 +123,8 @@ def play_demo(base_url: str, token: str) -> int:
             print(
                 f"  {s['rank']}. {s['title']!r}  score={s['score']:.3f}  "
                 f"[confidence {why['confidence']:.2f}, skill bonus {why['skill_bonus']:.2f}, "
-                f"feedback {why['feedback_signal']:.2f}]  sources={s['knowledge_source_ids']}"
+                f"feedback {why['feedback_signal']:.2f}]  from {','.join(s['sources'])}: "
+                f"{','.join(s['knowledge_source_ids'])}"
             )
         print("\nThe transcript was redacted before it left the server; see var/audit.jsonl.")
         desk = (
@@ -104,7 +143,7 @@ def play_live_call(base_url: str, emulator_url: str, token: str) -> None:
     The `stream` process follows the call through the Genesys Notifications contract; keyword
     and entity cards (and auto-triggered queries, if configured) land on the conversation feed.
     """
-    conversation_id = "demo-call-1"
+    conversation_id = f"demo-call-{RUN}"
     with httpx.Client(timeout=10) as client:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # the stream must have subscribed its queues first
@@ -153,6 +192,13 @@ def main() -> int:
     if not env_file.exists():
         shutil.copy(ROOT / ".env.example", env_file)
         print("created .env from .env.example")
+    missing = missing_settings(env_file)
+    if missing:
+        print(
+            f"note: .env lacks {len(missing)} settings of .env.example ({', '.join(missing[:6])}"
+            f"{', ...' if len(missing) > 6 else ''}); their defaults apply. Delete .env to start "
+            "from .env.example again."
+        )
     settings = load_env(env_file)
     port = settings.get("PORT", "5000")
     base_url = f"http://127.0.0.1:{port}"
@@ -169,6 +215,7 @@ def main() -> int:
     )
     try:
         wait_ready(base_url)
+        wait_local_kb(base_url)
         play_demo(base_url, token)
         emulator_url = settings.get("ASSIST_GENESYS_API_BASE_URL", "http://127.0.0.1:8790")
         play_live_call(base_url, emulator_url, token)

@@ -7,6 +7,12 @@ maintenance interval so jobs abandoned by a dead worker are retried within about
 work horse per job, isolating jobs from each other at about 4x the latency
 (benchmarks/README.md).
 
+Local knowledge bases (C4): at start the worker ingests `ASSIST_KB_INGEST_ON_START` and, with
+`ASSIST_KB_PRELOAD`, loads the embedding model and the indexes, so the first query does not
+pay for them. A `simple` worker also runs one embedding to warm up; a `fork` worker must not
+(torch's thread pool does not survive `fork`; shared/reference/dependencies.md §3.4), and its
+work horses inherit the loaded model.
+
 RQ retries a lost Redis connection only while waiting for a job; a connection lost while it
 books a job's result ends `work()` with the error. A Redis restart must not take the worker
 down with it (honcho stops every process when one exits), so this entry point builds a new
@@ -27,6 +33,7 @@ from rq.worker import BaseWorker
 import workers.jobs  # noqa: F401
 from assist.bootstrap import Services
 from assist.logconfig import get_logger
+from assist.services.local_kb import ingest_on_start
 from assist.stores.redis_client import REDIS_UNAVAILABLE_ERRORS
 from workers import runtime
 
@@ -43,6 +50,15 @@ def build_worker(services: Services) -> BaseWorker:
         serializer=JSONSerializer,
         maintenance_interval=settings.worker_maintenance_interval_s,
     )
+
+
+def prepare_local_kb(services: Services) -> None:
+    settings = services.settings
+    if not settings.local_kb_source_ids:
+        return
+    ingest_on_start(settings)
+    if settings.kb_preload:
+        services.local_kb.preload(warm_up=settings.worker_class == "simple")
 
 
 def wait_for_redis(services: Services) -> None:
@@ -63,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     services = runtime.services()
     level = services.settings.log_level
+    prepare_local_kb(services)
     while True:
         wait_for_redis(services)
         worker = build_worker(services)

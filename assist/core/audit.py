@@ -34,6 +34,7 @@ class EventType(StrEnum):
     UTTERANCE_SYNC_FAILED = "utterance_sync_failed"
     UTTERANCE_RECEIVED = "utterance_received"
     KEYWORDS_DETECTED = "keywords_detected"
+    KNOWLEDGE_SEARCHED = "knowledge_searched"
 
 
 class RecordEvent(BaseModel):

@@ -82,6 +82,8 @@ class Candidate(BaseModel):
     knowledge_source_id: str = Field(max_length=200)
     tags: tuple[str, ...] = ()
     source: str = "async-query"
+    #: Where the whole article is (local knowledge bases know it; other providers may not).
+    url: str | None = Field(default=None, max_length=2000)
 
 
 class ScoreWhy(BaseModel):
@@ -112,6 +114,7 @@ class RankedSuggestion(BaseModel):
     tags: tuple[str, ...]
     sources: tuple[str, ...]
     merged_ids: tuple[str, ...] = ()
+    url: str | None = None
     why: ScoreWhy
 
 
@@ -164,6 +167,8 @@ class SuggestionRequest(BaseModel):
     expires_at: datetime
     suggestions: tuple[RankedSuggestion, ...] = ()
     suppressed: tuple[SuppressedSuggestion, ...] = ()
+    #: Candidates found before the provider's callback (local knowledge bases), ranked with it.
+    pending_candidates: tuple[Candidate, ...] = ()
 
     def moved_to(
         self, status: RequestStatus, *, at: datetime, **changes: object

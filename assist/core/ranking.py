@@ -150,6 +150,7 @@ def rank(
             tags=tuple(group.tags),
             sources=tuple(group.sources),
             merged_ids=tuple(i for i in group.ids if i != lead.id),
+            url=lead.url,
             why=why,
         )
         scored.append((score, suggestion))

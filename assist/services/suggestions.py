@@ -1,9 +1,9 @@
 """Triggered suggestions (capability C1): trigger, submit, callback, rank, expire, read.
 
     desk ──POST /v1/suggestions──▶ trigger()          request + submit job + expiry job (one MULTI)
-    worker ─────────────────────▶ submit_query()      OAuth token, async query with callback URL
+    worker ─────────────────────▶ submit_query()      local-kb search; async query with callback URL
     provider ─POST /v1/callbacks/genesys─▶ receive_callback()   dedup marker + rank job (one MULTI)
-    worker ─────────────────────▶ rank_callback()     rank, store, append to the conversation feed
+    worker ─────────────────────▶ rank_callback()     rank (with the local hits), store, deliver
     worker / reader ────────────▶ expire_request()    no final callback in time -> expired
 
 Every step writes a record event (audit line + analytics). Redis writes that must not be
@@ -163,7 +163,14 @@ def trigger(
 
 
 def submit_query(services: Services, request_id: str) -> SuggestionRequest | None:
-    """Send the async query to the provider; the request moves to `submitted` or `failed`."""
+    """Ask every provider of the request; the request moves to `submitted`, `completed` or
+    `failed`.
+
+    Local knowledge bases (`local-kb`) are searched here, in the worker. Their candidates are
+    saved on the request *before* the remote query is sent, so a provider that calls back at
+    once still has them ranked with its own. With no remote source the request is ranked and
+    completed here; with a remote provider that fails, the local candidates are still ranked.
+    """
     request = services.requests.get(request_id)
     if request is not None:
         bind_contextvars(conversation_id=request.conversation_id)
@@ -176,12 +183,42 @@ def submit_query(services: Services, request_id: str) -> SuggestionRequest | Non
         return request
     if request.expires_at <= utcnow():
         return expire_request(services, request_id)
+    local_ids, remote_ids = services.local_kb.split(request.knowledge_source_ids)
+    local: tuple[Candidate, ...] = ()
+    if local_ids and not request.pending_candidates:
+        local = _search_local(services, request, local_ids)
+        if local:
+            saved = services.requests.update(
+                request_id,
+                lambda r: (
+                    r.model_copy(update={"pending_candidates": local})
+                    if r.status is RequestStatus.QUEUED
+                    else None
+                ),
+            )
+            if saved is None:  # expired or otherwise moved on meanwhile
+                return services.requests.get(request_id)
+    if not remote_ids:
+        return rank_candidates(services, request_id, [], provider_request_id=None)
+    remote_request = request.model_copy(update={"knowledge_source_ids": remote_ids})
     try:
-        accepted = services.provider.submit(request, callback_url_for(services, request_id))
+        accepted = services.provider.submit(remote_request, callback_url_for(services, request_id))
     except GenesysError as exc:
+        services.recorder.record_for(
+            request,
+            EventType.QUERY_FAILED,
+            error_type=type(exc).__name__,
+            error=str(exc),
+            retryable=exc.retryable,
+            provider=services.provider.name,
+            local_candidates=len(local),
+        )
+        if local:
+            # The local knowledge base answered: rank what it found rather than fail.
+            return rank_candidates(services, request_id, [], provider_request_id=None)
         now = utcnow()
         error = f"provider: {exc}"
-        failed = services.requests.update(
+        return services.requests.update(
             request_id,
             lambda r: (
                 r.moved_to(RequestStatus.FAILED, at=now, error=error)
@@ -189,14 +226,6 @@ def submit_query(services: Services, request_id: str) -> SuggestionRequest | Non
                 else None
             ),
         )
-        services.recorder.record_for(
-            request,
-            EventType.QUERY_FAILED,
-            error_type=type(exc).__name__,
-            error=str(exc),
-            retryable=exc.retryable,
-        )
-        return failed
     now = utcnow()
 
     def mark_submitted(current: SuggestionRequest) -> SuggestionRequest | None:
@@ -218,9 +247,36 @@ def submit_query(services: Services, request_id: str) -> SuggestionRequest | Non
         EventType.QUERY_SUBMITTED,
         provider=services.provider.name,
         provider_request_id=accepted.id,
+        knowledge_source_ids=list(remote_ids),
         latency_ms=elapsed_ms(request.created_at, now),
     )
     return updated or services.requests.get(request_id)
+
+
+def _search_local(
+    services: Services, request: SuggestionRequest, source_ids: tuple[str, ...]
+) -> tuple[Candidate, ...]:
+    """The local knowledge bases' candidates for the request (audited; never raises)."""
+    try:
+        found = services.local_kb.search(source_ids, request.transcript, k=request.max_results)
+    except Exception as exc:  # a broken model or index must not fail the request
+        log.error("local_kb.search_failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        services.recorder.record_for(
+            request,
+            EventType.KNOWLEDGE_SEARCHED,
+            provider="local-kb",
+            knowledge_source_ids=list(source_ids),
+            error=f"{type(exc).__name__}: {exc}",
+            hits=[],
+        )
+        return ()
+    services.recorder.record_for(
+        request,
+        EventType.KNOWLEDGE_SEARCHED,
+        knowledge_source_ids=list(source_ids),
+        **found.record(),
+    )
+    return tuple(found.candidates)
 
 
 # --- callback (web) --------------------------------------------------------------------------
@@ -404,7 +460,31 @@ def rank_callback(
         )
         for s in payload.suggestions
     ]
-    feedback = services.feedback.stats(c.id for c in candidates)
+    return rank_candidates(
+        services,
+        request_id,
+        candidates,
+        provider_request_id=payload.id,
+        received_at=datetime.fromisoformat(received_at),
+    )
+
+
+def rank_candidates(
+    services: Services,
+    request_id: str,
+    candidates: list[Candidate],
+    *,
+    provider_request_id: str | None,
+    received_at: datetime | None = None,
+) -> SuggestionRequest | None:
+    """Rank `candidates` with the request's pending (local) ones; store, deliver, record.
+
+    Idempotent: a request that is already terminal is left alone, so an RQ retry after a
+    worker death neither ranks twice nor writes a second `suggestions_ranked` record.
+    """
+    pending = services.requests.get(request_id)
+    everything = [*candidates, *(pending.pending_candidates if pending else ())]
+    feedback = services.feedback.stats(c.id for c in everything)
     keys = services.redis.keys
     now = utcnow()
 
@@ -414,7 +494,7 @@ def rank_callback(
             return None
         shown = services.conversations.shown_scores_in(pipe, request.conversation_id)
         outcome = rank(
-            candidates,
+            [*candidates, *request.pending_candidates],
             agent_skills=request.agent_skills,
             feedback=feedback,
             weights=services.weights,
@@ -424,7 +504,7 @@ def rank_callback(
         completed = request.moved_to(
             RequestStatus.COMPLETED,
             at=now,
-            provider_request_id=request.provider_request_id or payload.id,
+            provider_request_id=request.provider_request_id or provider_request_id,
             suggestions=outcome.ranked,
             suppressed=outcome.suppressed,
         )
@@ -441,7 +521,6 @@ def rank_callback(
 
     # The request key is watched for its status; the conversation's shown scores so that two
     # rankings in one conversation cannot both show the same article.
-    pending = services.requests.get(request_id)
     watched = [keys.request(request_id)]
     if pending is not None:
         bind_contextvars(conversation_id=pending.conversation_id)
@@ -450,15 +529,14 @@ def rank_callback(
     if completed is None:
         log.info("rank.skipped", request_id=request_id)
         return pending
-    received = datetime.fromisoformat(received_at)
     ranked_ids = [s.id for s in completed.suggestions]
     services.recorder.record_for(
         completed,
         EventType.SUGGESTIONS_RANKED,
-        candidates=len(candidates),
+        candidates=len(candidates) + len(completed.pending_candidates),
         ranked=[{"id": s.id, "score": s.score, "rank": s.rank} for s in completed.suggestions],
         suppressed=[s.id for s in completed.suppressed],
-        ranking_ms=elapsed_ms(received, now),
+        ranking_ms=elapsed_ms(received_at or now, now),
         latency_ms=elapsed_ms(completed.created_at, now),
     )
     if ranked_ids:

@@ -29,6 +29,9 @@ def readyz() -> tuple[Response, int]:
     except Exception as exc:  # readiness reports, it never raises
         ready = False
         checks["redis"] = f"unreachable: {type(exc).__name__}"
+    if svc.local_kb.source_ids:
+        # A knowledge base without an index only means no local hits: reported, not fatal.
+        checks["local_kb"] = svc.local_kb.statuses()
     view = HealthView(status="ok" if ready else "unavailable", checks=checks)
     response = jsonify(view.model_dump(mode="json"))
     if not ready:
