@@ -13,6 +13,7 @@ import httpx
 from assist.adapters.analytics_sink import AnalyticsSink
 from assist.adapters.genesys.auth import TokenProvider
 from assist.adapters.genesys.http import ResilientHttp
+from assist.adapters.genesys.knowledge import GenesysKnowledge
 from assist.adapters.genesys.provider import AsyncQueryProvider
 from assist.adapters.queue import TaskQueue
 from assist.core.ranking import RankingWeights
@@ -48,6 +49,7 @@ class Services:
     provider: AsyncQueryProvider
     analytics_sink: AnalyticsSink | None
     local_kb: LocalKnowledgeBase
+    knowledge: GenesysKnowledge
 
     def close(self) -> None:
         self.http_client.close()
@@ -109,6 +111,7 @@ def build_services(settings: Settings) -> Services:
         ),
         http_client=http_client,
         local_kb=LocalKnowledgeBase(settings),
+        knowledge=GenesysKnowledge(tokens, settings.api_base_url),
         tokens=tokens,
         provider=AsyncQueryProvider(
             http, tokens, f"{settings.query_base_url}{settings.provider_query_path}"

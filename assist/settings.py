@@ -236,6 +236,18 @@ class Settings(BaseSettings):
         default=50_000, ge=1, description="From this many passages on, an HNSW index is built."
     )
     kb_max_file_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    # --- Genesys Cloud Knowledge (the `genesys-knowledge` provider) ------------------------
+    genesys_knowledge_source_ids: CommaList = Field(
+        default_factory=list,
+        description="Knowledge source ids that are Genesys Cloud knowledge base ids.",
+    )
+    genesys_knowledge_confidence_threshold: float = Field(default=0.3, ge=0, le=1)
+    # --- outbound results webhook ---------------------------------------------------------
+    results_webhook_url: str = Field(
+        default="",
+        description="Ranked results are also POSTed here (bearer Genesys token); empty: off.",
+    )
+    results_webhook_attempts: int = Field(default=5, ge=1, le=20)
     kb_ingest_on_start: CommaList = Field(
         default_factory=list,
         description="source_id=path pairs a worker ingests (incrementally) when it starts.",
@@ -256,6 +268,7 @@ class Settings(BaseSettings):
         "desk_knowledge_source_ids",
         "local_kb_source_ids",
         "kb_ingest_on_start",
+        "genesys_knowledge_source_ids",
         mode="before",
     )(_split_commas)
 
@@ -288,6 +301,7 @@ class Settings(BaseSettings):
         "genesys_login_base_url",
         "provider_base_url",
         "analytics_url",
+        "results_webhook_url",
     )
     @classmethod
     def _strip_trailing_slash(cls, url: str) -> str:

@@ -5,9 +5,16 @@ Routes, by audience:
 * our server's Genesys adapters: `POST /oauth/token` (the real Genesys client-credentials
   contract) and `POST /v1/knowledge/queries` (the invented async-query provider contract,
   answered with signed callbacks);
+* our server's Genesys Cloud Knowledge adapter (the real KnowledgeApi contract, bearer
+  token required): `POST /api/v2/knowledge/knowledgebases/<knowledgeBaseId>/documents/search`
+  (`?expand=documentVariations`; the knowledge bases are the knowledge sources of
+  `emulator/data/knowledge.json`) and `PATCH .../documents/search/<searchId>` (mark a
+  search answered);
 * our server's notification stream: the Notifications API REST side
   (`/api/v2/notifications/channels...`, bearer token required; the WebSocket itself is
   served by `emulator.sockets`);
+* our server's results webhook (a contract of our own, bearer token required):
+  `POST /results/suggestions`, answered 204;
 * our server's analytics sink: `POST /analytics/events`;
 * process managers: `GET /healthz`;
 * tests and demos: `/emulator/*`, to read what the emulator saw, inject faults and play
@@ -24,11 +31,12 @@ import base64
 import binascii
 import hmac
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, jsonify, request
@@ -52,6 +60,14 @@ from emulator.state import EmulatorState, RestFault
 log = logging.getLogger("emulator.http")
 
 FORM_MIMETYPE = "application/x-www-form-urlencoded"
+KNOWLEDGE_SEARCH_PATH = "/api/v2/knowledge/knowledgebases/<knowledge_base_id>/documents/search"
+#: Longest knowledge search query (after stripping) the emulator accepts.
+MAX_SEARCH_QUERY_CHARS = 1000
+#: Genesys Cloud fetches at most 30 documents per knowledge search (over all pages).
+MAX_SEARCH_RESULTS = 30
+DEFAULT_SEARCH_PAGE_SIZE = 10
+#: `expand` values of a knowledge search the emulator knows.
+SEARCH_EXPANDS = frozenset({"documentVariations"})
 
 
 class KnowledgeQuery(BaseModel):
@@ -91,6 +107,79 @@ class KnowledgeQuery(BaseModel):
         if not value:
             raise ValueError("only asynchronous queries are supported; send true or omit it")
         return value
+
+
+class KnowledgeConversationContext(BaseModel):
+    """`conversationContext` of a knowledge search; extra fields are kept (and echoed)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    conversationId: str = Field(min_length=1)
+    mediaType: str | None = None
+    messageType: str | None = None
+    queueId: str | None = None
+    externalContactId: str | None = None
+
+
+class KnowledgeDocumentSearchRequest(BaseModel):
+    """Body of `POST .../knowledgebases/<id>/documents/search` (Genesys Cloud contract).
+
+    Strict types, like `KnowledgeQuery`; `null` counts as absent (as Genesys Cloud's JSON
+    binding does), and other fields of the real request (`filter`, `sortBy`, ...) are
+    ignored.
+    """
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    query: str
+    pageSize: int | None = Field(default=None, ge=1, le=MAX_SEARCH_RESULTS)
+    pageNumber: int | None = Field(default=None, ge=1)
+    queryType: Literal["AutoSearch", "ManualSearch", "Suggestion"] | None = None
+    conversationContext: KnowledgeConversationContext | None = None
+    confidenceThreshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    includeDraftDocuments: bool | None = None
+    preprocessQuery: bool | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _query_length(cls, value: str) -> str:
+        stripped = value.strip()
+        if not stripped:
+            raise ValueError("must not be blank")
+        if len(stripped) > MAX_SEARCH_QUERY_CHARS:
+            raise ValueError(f"must be at most {MAX_SEARCH_QUERY_CHARS} characters")
+        return value
+
+
+class DocumentReference(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    id: str = Field(min_length=1)
+
+
+class SelectedAnswer(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    document: DocumentReference
+
+
+class SearchUpdateRequest(BaseModel):
+    """Body of `PATCH .../documents/search/<searchId>` (Genesys Cloud contract)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    sessionId: str | None = None
+    answered: bool
+    selectedAnswer: SelectedAnswer | None = None
+
+
+class ResultsDelivery(BaseModel):
+    """Body of `POST /results/suggestions` (our own contract): any object with these two."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    request_id: str = Field(min_length=1)
+    suggestions: list[Any]
 
 
 def genesys_error(status: int, code: str, message: str, correlation_id: str) -> Response:
@@ -147,6 +236,22 @@ def _validation_message(exc: ValidationError) -> str:
         where = ".".join(str(part) for part in error["loc"]) or "body"
         problems.append(f"{where}: {error['msg']}")
     return "; ".join(problems)
+
+
+def _search_expands(values: list[str]) -> set[str] | str:
+    """The `expand` query values (repeated or comma-separated), or what is wrong."""
+    expands = {part.strip() for value in values for part in value.split(",") if part.strip()}
+    unknown = sorted(expands - SEARCH_EXPANDS)
+    if unknown:
+        known = ", ".join(sorted(SEARCH_EXPANDS))
+        return f"expand: unknown value(s) {', '.join(unknown)}; supported: {known}"
+    return expands
+
+
+def _request_body() -> Any:
+    """The request body for the records: its JSON, or its text when it is not JSON."""
+    body = request.get_json(silent=True)
+    return body if body is not None else request.get_data(as_text=True)
 
 
 def _iso_now() -> str:
@@ -319,6 +424,139 @@ def create_app(
         )
         return response
 
+    # --- Genesys Cloud Knowledge search (KnowledgeApi) -------------------------------------
+
+    def unauthorized(correlation_id: str) -> Response | None:
+        """The 401 answer if the request has no valid bearer token, else None."""
+        token = bearer_token(request.headers.get("Authorization", ""))
+        if token is None or not state.token_is_valid(token):
+            return genesys_error(
+                401, "bad.credentials", "Invalid login credentials.", correlation_id
+            )
+        return None
+
+    def knowledge_base_not_found(knowledge_base_id: str, correlation_id: str) -> Response:
+        return genesys_error(
+            404, "not.found", f"Knowledge base {knowledge_base_id} was not found", correlation_id
+        )
+
+    @app.post(KNOWLEDGE_SEARCH_PATH)
+    def knowledge_search(knowledge_base_id: str) -> Response:
+        search_id: str | None = None
+
+        def handle(correlation_id: str) -> Response:
+            nonlocal search_id
+            denied = unauthorized(correlation_id)
+            if denied is not None:
+                return denied
+            if knowledge_base_id not in kb.source_ids:
+                return knowledge_base_not_found(knowledge_base_id, correlation_id)
+            expands = _search_expands(request.args.getlist("expand"))
+            if isinstance(expands, str):
+                return genesys_error(400, "bad.request", expands, correlation_id)
+            if not request.is_json:
+                return genesys_error(
+                    400, "bad.request", "The body must be application/json.", correlation_id
+                )
+            try:
+                search = KnowledgeDocumentSearchRequest.model_validate(
+                    request.get_json(silent=True)
+                )
+            except ValidationError as exc:
+                return genesys_error(400, "bad.request", _validation_message(exc), correlation_id)
+            page_size = search.pageSize or DEFAULT_SEARCH_PAGE_SIZE
+            page_number = search.pageNumber or 1
+            threshold = search.confidenceThreshold
+            found = [
+                (confidence, article)
+                for confidence, article in kb.search(search.query, knowledge_base_id)
+                if threshold is None or confidence >= threshold
+            ][:MAX_SEARCH_RESULTS]
+            start = (page_number - 1) * page_size
+            with_variations = "documentVariations" in expands
+            search_id = state.issue_search_id(knowledge_base_id)
+            answer: dict[str, Any] = {
+                "query": search.query,
+                "pageSize": page_size,
+                "pageNumber": page_number,
+                "searchId": search_id,
+                "total": len(found),
+                "pageCount": math.ceil(len(found) / page_size),
+                "queryType": search.queryType,
+                "conversationContext": (
+                    search.conversationContext.model_dump(exclude_none=True)
+                    if search.conversationContext is not None
+                    else None
+                ),
+                "confidenceThreshold": threshold,
+                "results": [
+                    {
+                        "confidence": confidence,
+                        "document": article.to_search_document(with_variations=with_variations),
+                    }
+                    for confidence, article in found[start : start + page_size]
+                ],
+            }
+            # Genesys Cloud leaves unset fields out rather than sending null.
+            return jsonify({key: value for key, value in answer.items() if value is not None})
+
+        response = rest_call(handle)
+        state.record_knowledge_search(
+            {
+                "knowledge_base_id": knowledge_base_id,
+                "status_code": response.status_code,
+                "search_id": search_id,
+                "body": _request_body(),
+            }
+        )
+        return response
+
+    @app.patch(f"{KNOWLEDGE_SEARCH_PATH}/<search_id>")
+    def knowledge_search_update(knowledge_base_id: str, search_id: str) -> Response:
+        def handle(correlation_id: str) -> Response:
+            denied = unauthorized(correlation_id)
+            if denied is not None:
+                return denied
+            if knowledge_base_id not in kb.source_ids:
+                return knowledge_base_not_found(knowledge_base_id, correlation_id)
+            if not request.is_json:
+                return genesys_error(
+                    400, "bad.request", "The body must be application/json.", correlation_id
+                )
+            try:
+                update = SearchUpdateRequest.model_validate(request.get_json(silent=True))
+            except ValidationError as exc:
+                return genesys_error(400, "bad.request", _validation_message(exc), correlation_id)
+            if not state.search_was_issued(knowledge_base_id, search_id):
+                return genesys_error(
+                    404,
+                    "not.found",
+                    f"Search {search_id} was not found in knowledge base {knowledge_base_id}",
+                    correlation_id,
+                )
+            return jsonify(
+                {
+                    "searchId": search_id,
+                    "answered": update.answered,
+                    "selectedAnswer": (
+                        update.selectedAnswer.model_dump()
+                        if update.selectedAnswer is not None
+                        else None
+                    ),
+                }
+            )
+
+        response = rest_call(handle)
+        state.record_knowledge_search_update(
+            {
+                "knowledge_base_id": knowledge_base_id,
+                "search_id": search_id,
+                "status_code": response.status_code,
+                "body": _request_body(),
+            }
+        )
+        return response
+
     # --- Genesys Cloud Notifications API (REST side) ----------------------------------------
 
     def notifications_call(handler: Callable[[str, str], Response]) -> Response:
@@ -476,6 +714,66 @@ def create_app(
                     ]
                 }
             )
+
+    # --- results webhook (our own contract) ------------------------------------------------
+
+    @app.post("/results/suggestions")
+    def results_suggestions() -> Response:
+        correlation_id = str(uuid.uuid4())
+
+        def answer() -> Response:
+            # Faults first, in this order (see the results_* fields of `Faults`).
+            if state.take_fault("results_rate_limit_next"):
+                retry_after = state.faults.retry_after_s
+                response = genesys_error(
+                    429,
+                    "too.many.requests",
+                    f"Rate limit exceeded the maximum. Retry the request in [{retry_after}] "
+                    "seconds",
+                    correlation_id,
+                )
+                response.headers["Retry-After"] = str(retry_after)
+                return response
+            if state.take_fault("results_error_next"):
+                return genesys_error(
+                    503,
+                    "service.unavailable",
+                    "The service is currently unavailable",
+                    correlation_id,
+                )
+            denied = unauthorized(correlation_id)
+            if denied is not None:
+                return denied
+            if state.take_fault("results_unauthorized_next"):
+                return genesys_error(
+                    401, "bad.credentials", "Invalid login credentials.", correlation_id
+                )
+            if state.take_fault("results_forbidden_next"):
+                return genesys_error(
+                    403,
+                    "not.authorized",
+                    "You are not authorized to perform the requested action.",
+                    correlation_id,
+                )
+            if not request.is_json:
+                return genesys_error(
+                    400, "bad.request", "The body must be application/json.", correlation_id
+                )
+            try:
+                ResultsDelivery.model_validate(request.get_json(silent=True))
+            except ValidationError as exc:
+                return genesys_error(400, "bad.request", _validation_message(exc), correlation_id)
+            return Response(status=204)
+
+        response = genesys_headers(answer(), correlation_id)
+        state.record_results(
+            {
+                "status_code": response.status_code,
+                "body": _request_body(),
+                "idempotency_key": request.headers.get("Idempotency-Key"),
+            }
+        )
+        return response
 
     # --- analytics sink -------------------------------------------------------------------
 

@@ -2,13 +2,17 @@
 
 Matching is intentionally simple word overlap: the point is a provider whose answers are
 predictable from the transcript, so tests and demos can say which articles come back and
-with what confidence, not a good search engine.
+with what confidence, not a good search engine. The same scoring serves both the async-query
+provider (`KnowledgeBase.match`, suggestions for callbacks) and the Genesys Cloud Knowledge
+search API (`KnowledgeBase.search`, one knowledge base, rendered by
+`Article.to_search_document`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -20,6 +24,9 @@ MAX_SUGGESTIONS = 5
 MAX_DEFAULT_SUGGESTIONS = 3
 #: Overlapping words at which an article reaches its full base confidence.
 FULL_OVERLAP = 3
+#: Where the demo articles "live" (the `externalUrl` of Genesys knowledge documents).
+EXTERNAL_URL_BASE = "https://help.northwind.example"
+KNOWLEDGE_BASES_PATH = "/api/v2/knowledge/knowledgebases"
 
 # Words so common in a conversation that matching on them would say nothing.
 _STOP_WORDS_TEXT = """
@@ -67,6 +74,42 @@ class Article:
             "knowledge_source_id": self.knowledge_source_id,
             "metadata": {"tags": list(self.tags)},
         }
+
+    def variation_id(self) -> str:
+        """The (stable) id of the article's only document variation in its knowledge base."""
+        name = f"{self.knowledge_source_id}/{self.id}/variation"
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+    def to_search_document(self, *, with_variations: bool) -> dict[str, Any]:
+        """The article as the `document` of a Genesys Cloud knowledge search result.
+
+        The knowledge base is the article's knowledge source. `with_variations` (the
+        `expand=documentVariations` query parameter) adds the article's one variation, whose
+        body holds the content as a single paragraph of text.
+        """
+        kb_uri = f"{KNOWLEDGE_BASES_PATH}/{self.knowledge_source_id}"
+        document_uri = f"{kb_uri}/documents/{self.id}"
+        document: dict[str, Any] = {
+            "id": self.id,
+            "title": self.title,
+            "state": "Published",
+            "visible": True,
+            "knowledgeBase": {"id": self.knowledge_source_id, "selfUri": kb_uri},
+            "externalUrl": f"{EXTERNAL_URL_BASE}/{self.id}",
+            "labels": [{"name": tag} for tag in self.tags],
+            "selfUri": document_uri,
+        }
+        if with_variations:
+            variation_id = self.variation_id()
+            paragraph = {"blocks": [{"type": "Text", "text": {"text": self.content}}]}
+            document["variations"] = [
+                {
+                    "id": variation_id,
+                    "body": {"blocks": [{"type": "Paragraph", "paragraph": paragraph}]},
+                    "selfUri": f"{document_uri}/variations/{variation_id}",
+                }
+            ]
+        return document
 
 
 def tokenize(text: str) -> frozenset[str]:
@@ -117,22 +160,43 @@ class KnowledgeBase:
         file order.
         """
         wanted = set(source_ids)
-        candidates = [
-            (article, words)
-            for article, words in self._entries
-            if article.knowledge_source_id in wanted
-        ]
-        scored: list[tuple[float, Article]] = []
+        scored: list[tuple[float, Article]]
         if not (transcript or "").strip():
-            scored = [(round(a.base_confidence * 0.5, 3), a) for a, _ in candidates]
+            scored = [
+                (round(article.base_confidence * 0.5, 3), article)
+                for article, _ in self._entries
+                if article.knowledge_source_id in wanted
+            ]
+            scored.sort(key=_rank)
             limit = MAX_DEFAULT_SUGGESTIONS
         else:
-            query_words = tokenize(transcript or "")
-            for article, words in candidates:
-                overlap = len(query_words & words)
-                if overlap >= 1:
-                    factor = 0.5 + 0.5 * min(1.0, overlap / FULL_OVERLAP)
-                    scored.append((round(article.base_confidence * factor, 3), article))
+            scored = self._overlap_scores(transcript or "", wanted)
             limit = MAX_SUGGESTIONS
-        scored.sort(key=lambda pair: (-pair[0], pair[1].id, pair[1].knowledge_source_id))
         return [article.to_suggestion(confidence) for confidence, article in scored[:limit]]
+
+    def search(self, query: str, knowledge_base_id: str) -> list[tuple[float, Article]]:
+        """Every article of one knowledge source sharing a word with `query`, best first.
+
+        Same confidence and tie-breaking as `match` with a transcript, but not cut to
+        `MAX_SUGGESTIONS` (the caller pages). A query of stop words only matches nothing.
+        """
+        return self._overlap_scores(query, {knowledge_base_id})
+
+    def _overlap_scores(self, text: str, wanted: set[str]) -> list[tuple[float, Article]]:
+        query_words = tokenize(text)
+        scored: list[tuple[float, Article]] = []
+        for article, words in self._entries:
+            if article.knowledge_source_id not in wanted:
+                continue
+            overlap = len(query_words & words)
+            if overlap >= 1:
+                factor = 0.5 + 0.5 * min(1.0, overlap / FULL_OVERLAP)
+                scored.append((round(article.base_confidence * factor, 3), article))
+        scored.sort(key=_rank)
+        return scored
+
+
+def _rank(pair: tuple[float, Article]) -> tuple[float, str, str]:
+    """Sort key: confidence descending, then article id, then source."""
+    confidence, article = pair
+    return (-confidence, article.id, article.knowledge_source_id)

@@ -14,6 +14,7 @@ import random
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -25,6 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 #: surprise.
 RATE_LIMIT_ALLOWED = 180
 RATE_LIMIT_WINDOW_S = 60.0
+#: Knowledge search ids remembered for `PATCH .../documents/search/<searchId>`; the oldest
+#: are forgotten beyond this, so a long load test does not grow the emulator without bound.
+MAX_REMEMBERED_SEARCHES = 10_000
 
 
 class Faults(BaseModel):
@@ -61,6 +65,20 @@ class Faults(BaseModel):
     oversized_frame_next: int = Field(default=0, ge=0)
     #: Send neither heartbeats nor pongs while set.
     heartbeats_paused: bool = False
+    # --- results webhook (`POST /results/suggestions`, our own contract) ----------------
+    # Each call consumes at most one of these. The 429 and 503 are answered before the
+    # bearer token is looked at (as a gateway would); the 401 and 403 only to calls whose
+    # token is valid, so a call without a token still gets its genuine 401. The generic
+    # REST faults above (rate_limit_next, ...) do not touch this route.
+    #: The next N calls are answered 429 `too.many.requests` with `Retry-After: retry_after_s`.
+    results_rate_limit_next: int = Field(default=0, ge=0)
+    #: The next N calls are answered 503 `service.unavailable`.
+    results_error_next: int = Field(default=0, ge=0)
+    #: The next N calls with a valid token are answered 401 `bad.credentials` anyway, so the
+    #: client has to get a new token.
+    results_unauthorized_next: int = Field(default=0, ge=0)
+    #: The next N calls with a valid token are answered 403 `not.authorized`.
+    results_forbidden_next: int = Field(default=0, ge=0)
 
 
 class RestFault(enum.Enum):
@@ -160,12 +178,44 @@ class NotificationRecords(TypedDict):
     pings_received: dict[str, int]
 
 
+class KnowledgeSearchRecord(TypedDict):
+    """One `POST /api/v2/knowledge/knowledgebases/<id>/documents/search`, whatever its answer."""
+
+    knowledge_base_id: str
+    status_code: int
+    #: The `searchId` issued (only for a 200).
+    search_id: str | None
+    #: The request body as JSON, or as text when it was not JSON.
+    body: Any
+
+
+class KnowledgeSearchUpdateRecord(TypedDict):
+    """One `PATCH .../documents/search/<searchId>`, whatever its answer."""
+
+    knowledge_base_id: str
+    search_id: str
+    status_code: int
+    body: Any
+
+
+class ResultsRecord(TypedDict):
+    """One `POST /results/suggestions` (the results webhook), whatever its answer."""
+
+    status_code: int
+    body: Any
+    #: The request's `Idempotency-Key` header, if any.
+    idempotency_key: str | None
+
+
 class Records(TypedDict):
     token_requests: list[TokenRequestRecord]
     queries: list[QueryRecord]
     callbacks: list[CallbackRecord]
     analytics_events: list[dict[str, Any]]
     notifications: NotificationRecords
+    knowledge_searches: list[KnowledgeSearchRecord]
+    knowledge_search_updates: list[KnowledgeSearchUpdateRecord]
+    results: list[ResultsRecord]
 
 
 def _empty_records() -> Records:
@@ -182,6 +232,9 @@ def _empty_records() -> Records:
             "frames_sent": {},
             "pings_received": {},
         },
+        "knowledge_searches": [],
+        "knowledge_search_updates": [],
+        "results": [],
     }
 
 
@@ -194,6 +247,7 @@ class EmulatorState:
         self._rng = random.Random(fault_seed)
         self._faults = Faults()
         self._tokens: dict[str, float] = {}  # token -> expiry on the monotonic clock
+        self._searches: dict[str, str] = {}  # knowledge search id -> knowledge base id
         self._records = _empty_records()
         self._generation = 0
         self._window_start = time.monotonic()
@@ -318,6 +372,22 @@ class EmulatorState:
             self._tokens.clear()
             return count
 
+    # --- knowledge searches ---------------------------------------------------------------
+
+    def issue_search_id(self, knowledge_base_id: str) -> str:
+        """A new knowledge `searchId`, remembered as belonging to `knowledge_base_id`."""
+        search_id = str(uuid.uuid4())
+        with self._lock:
+            self._searches[search_id] = knowledge_base_id
+            while len(self._searches) > MAX_REMEMBERED_SEARCHES:
+                del self._searches[next(iter(self._searches))]
+        return search_id
+
+    def search_was_issued(self, knowledge_base_id: str, search_id: str) -> bool:
+        """True if this emulator issued `search_id` for a search of `knowledge_base_id`."""
+        with self._lock:
+            return self._searches.get(search_id) == knowledge_base_id
+
     # --- records --------------------------------------------------------------------------
 
     @property
@@ -343,6 +413,18 @@ class EmulatorState:
     def record_analytics_events(self, events: list[dict[str, Any]]) -> None:
         with self._lock:
             self._records["analytics_events"].extend(events)
+
+    def record_knowledge_search(self, record: KnowledgeSearchRecord) -> None:
+        with self._lock:
+            self._records["knowledge_searches"].append(record)
+
+    def record_knowledge_search_update(self, record: KnowledgeSearchUpdateRecord) -> None:
+        with self._lock:
+            self._records["knowledge_search_updates"].append(record)
+
+    def record_results(self, record: ResultsRecord) -> None:
+        with self._lock:
+            self._records["results"].append(record)
 
     # --- notification records (see emulator.notifications and emulator.sockets) ----------
 
@@ -394,13 +476,16 @@ class EmulatorState:
             self._reset_listeners.append(listener)
 
     def reset(self) -> None:
-        """Clear records and faults and abandon pending callbacks; issued tokens stay valid.
+        """Clear records and faults, forget knowledge search ids and abandon pending callbacks.
+
+        Issued tokens stay valid.
 
         Reset listeners then run: the notification side stops and forgets its scripted
         conversations. Channels, subscriptions and live sockets stay, like tokens.
         """
         with self._lock:
             self._records = _empty_records()
+            self._searches.clear()
             self._faults = Faults()
             self._rng.seed(self._fault_seed)
             self._generation += 1

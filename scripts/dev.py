@@ -32,9 +32,10 @@ DEMO = {
     "conversation_id": f"demo-conversation-{RUN}",
     "agent_id": "agent-ana",
     "agent_skills": ["billing"],
-    # kb-billing and kb-accounts are the emulator's (async-query provider); kb-northwind is
-    # the local knowledge base the worker ingests from kb/northwind at start (C4).
-    "knowledge_source_ids": ["kb-billing", "kb-accounts", "kb-northwind"],
+    # kb-billing and kb-accounts: the emulator's async-query provider; kb-tech: its Genesys
+    # Knowledge search (genesys-knowledge); kb-northwind: the local knowledge base the worker
+    # ingests from kb/northwind at start (local-kb).
+    "knowledge_source_ids": ["kb-billing", "kb-accounts", "kb-tech", "kb-northwind"],
     "transcript": (
         "Hi, I was charged twice on my last bill and I want a refund. "
         "My card is 4111 1111 1111 1111 and my email is pat@example.com."

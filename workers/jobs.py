@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from assist.services import analytics, keywords, suggestions, utterance_sync
+from assist.services import (
+    analytics,
+    keywords,
+    knowledge,
+    results_webhook,
+    suggestions,
+    utterance_sync,
+)
 from workers.runtime import job, services
 
 
@@ -44,6 +51,25 @@ def utterance_sync_failed(job: Any, connection: Any, exc_type: Any, exc: Any, tb
     if job.retries_left:
         return
     utterance_sync.dead_letter(services(), job.args[0], f"{exc_type.__name__}: {exc}")
+
+
+@job
+def deliver_results(request_id: str) -> bool:
+    """The optional results webhook: POST a request's ranked results."""
+    return results_webhook.deliver(services(), request_id)
+
+
+def results_delivery_failed(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:
+    """RQ failure callback: record the failure once the last attempt has failed."""
+    if job.retries_left:
+        return
+    results_webhook.dead_letter(services(), job.args[0], f"{exc_type.__name__}: {exc}")
+
+
+@job
+def report_knowledge_answer(conversation_id: str, document_id: str) -> bool:
+    """Tell Genesys which knowledge search result the agent accepted."""
+    return knowledge.report_answer(services(), conversation_id, document_id)
 
 
 @job

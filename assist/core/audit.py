@@ -35,6 +35,9 @@ class EventType(StrEnum):
     UTTERANCE_RECEIVED = "utterance_received"
     KEYWORDS_DETECTED = "keywords_detected"
     KNOWLEDGE_SEARCHED = "knowledge_searched"
+    KNOWLEDGE_ANSWER_REPORTED = "knowledge_answer_reported"
+    RESULTS_DELIVERED = "results_delivered"
+    RESULTS_DELIVERY_FAILED = "results_delivery_failed"
 
 
 class RecordEvent(BaseModel):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rq import Retry
+
 from assist.bootstrap import Services
 from assist.core.audit import EventType, RecordEvent
 from assist.core.models import FeedbackAction, Rating, elapsed_ms, utcnow
 from assist.errors import NotFoundError
+from assist.services.knowledge import GENESYS_KNOWLEDGE
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,18 @@ def record_feedback(services: Services, command: FeedbackCommand) -> bool:
     changed = services.feedback.record(
         command.conversation_id, command.suggestion_id, command.action
     )
+    if (
+        changed
+        and command.action is FeedbackAction.ACCEPTED
+        and GENESYS_KNOWLEDGE in suggestion.sources
+    ):
+        # Genesys learns which result of its search the agent used (PATCH …/search/{id}).
+        services.queue.enqueue(
+            "report_knowledge_answer",
+            command.conversation_id,
+            command.suggestion_id,
+            retry=Retry(max=3, interval=[2, 10, 60]),
+        )
     services.recorder.record(
         RecordEvent.create(
             EventType.FEEDBACK_RECORDED,

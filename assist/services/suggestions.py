@@ -41,6 +41,7 @@ from assist.core.redaction import redact_text
 from assist.errors import ConflictError, FieldValidationError, NotFoundError
 from assist.logconfig import get_logger
 from assist.security import VerifiedCallback, digest
+from assist.services import knowledge, results_webhook
 from assist.stores.idempotency import IdempotencyRecord
 
 log = get_logger(__name__)
@@ -163,13 +164,13 @@ def trigger(
 
 
 def submit_query(services: Services, request_id: str) -> SuggestionRequest | None:
-    """Ask every provider of the request; the request moves to `submitted`, `completed` or
-    `failed`.
+    """Ask every provider of the request; it moves to `submitted`, `completed` or `failed`.
 
-    Local knowledge bases (`local-kb`) are searched here, in the worker. Their candidates are
-    saved on the request *before* the remote query is sent, so a provider that calls back at
-    once still has them ranked with its own. With no remote source the request is ranked and
-    completed here; with a remote provider that fails, the local candidates are still ranked.
+    Synchronous providers (`local-kb`, `genesys-knowledge`) are asked here, in the worker.
+    Their candidates are saved on the request *before* the async query is sent, so a provider
+    that calls back at once still has them ranked with its own. Without an async-query source
+    the request is ranked and completed here. A request fails only when nothing was found and
+    some provider failed; otherwise what was found is ranked.
     """
     request = services.requests.get(request_id)
     if request is not None:
@@ -183,15 +184,18 @@ def submit_query(services: Services, request_id: str) -> SuggestionRequest | Non
         return request
     if request.expires_at <= utcnow():
         return expire_request(services, request_id)
-    local_ids, remote_ids = services.local_kb.split(request.knowledge_source_ids)
-    local: tuple[Candidate, ...] = ()
-    if local_ids and not request.pending_candidates:
-        local = _search_local(services, request, local_ids)
-        if local:
+    local_ids, genesys_ids, remote_ids = knowledge.split_sources(
+        services, request.knowledge_source_ids
+    )
+    gathered = knowledge.Gathered()
+    if (local_ids or genesys_ids) and not request.pending_candidates:
+        gathered = knowledge.gather(services, request, local_ids, genesys_ids)
+        if gathered.candidates:
+            found = tuple(gathered.candidates)
             saved = services.requests.update(
                 request_id,
                 lambda r: (
-                    r.model_copy(update={"pending_candidates": local})
+                    r.model_copy(update={"pending_candidates": found})
                     if r.status is RequestStatus.QUEUED
                     else None
                 ),
@@ -199,6 +203,8 @@ def submit_query(services: Services, request_id: str) -> SuggestionRequest | Non
             if saved is None:  # expired or otherwise moved on meanwhile
                 return services.requests.get(request_id)
     if not remote_ids:
+        if gathered.errors and not gathered.candidates:
+            return _fail(services, request, "; ".join(gathered.errors))
         return rank_candidates(services, request_id, [], provider_request_id=None)
     remote_request = request.model_copy(update={"knowledge_source_ids": remote_ids})
     try:
@@ -211,21 +217,12 @@ def submit_query(services: Services, request_id: str) -> SuggestionRequest | Non
             error=str(exc),
             retryable=exc.retryable,
             provider=services.provider.name,
-            local_candidates=len(local),
+            other_candidates=len(gathered.candidates),
         )
-        if local:
-            # The local knowledge base answered: rank what it found rather than fail.
+        if gathered.candidates:
+            # Other providers answered: rank what they found rather than fail.
             return rank_candidates(services, request_id, [], provider_request_id=None)
-        now = utcnow()
-        error = f"provider: {exc}"
-        return services.requests.update(
-            request_id,
-            lambda r: (
-                r.moved_to(RequestStatus.FAILED, at=now, error=error)
-                if not r.status.is_terminal
-                else None
-            ),
-        )
+        return _fail(services, request, f"provider: {exc}", recorded=True)
     now = utcnow()
 
     def mark_submitted(current: SuggestionRequest) -> SuggestionRequest | None:
@@ -253,30 +250,27 @@ def submit_query(services: Services, request_id: str) -> SuggestionRequest | Non
     return updated or services.requests.get(request_id)
 
 
-def _search_local(
-    services: Services, request: SuggestionRequest, source_ids: tuple[str, ...]
-) -> tuple[Candidate, ...]:
-    """The local knowledge bases' candidates for the request (audited; never raises)."""
-    try:
-        found = services.local_kb.search(source_ids, request.transcript, k=request.max_results)
-    except Exception as exc:  # a broken model or index must not fail the request
-        log.error("local_kb.search_failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+def _fail(
+    services: Services, request: SuggestionRequest, error: str, *, recorded: bool = False
+) -> SuggestionRequest | None:
+    now = utcnow()
+    failed = services.requests.update(
+        request.request_id,
+        lambda r: (
+            r.moved_to(RequestStatus.FAILED, at=now, error=error)
+            if not r.status.is_terminal
+            else None
+        ),
+    )
+    if failed is not None and not recorded:
         services.recorder.record_for(
             request,
-            EventType.KNOWLEDGE_SEARCHED,
-            provider="local-kb",
-            knowledge_source_ids=list(source_ids),
-            error=f"{type(exc).__name__}: {exc}",
-            hits=[],
+            EventType.QUERY_FAILED,
+            error_type="ProvidersFailed",
+            error=error,
+            retryable=False,
         )
-        return ()
-    services.recorder.record_for(
-        request,
-        EventType.KNOWLEDGE_SEARCHED,
-        knowledge_source_ids=list(source_ids),
-        **found.record(),
-    )
-    return tuple(found.candidates)
+    return failed
 
 
 # --- callback (web) --------------------------------------------------------------------------
@@ -517,6 +511,7 @@ def rank_candidates(
                 outcome.ranked,
                 feed_event(completed, outcome.ranked),
             )
+        results_webhook.stage_delivery(services, pipe, completed)
         return completed
 
     # The request key is watched for its status; the conversation's shown scores so that two

@@ -122,6 +122,11 @@ class Keys:
         """Hash: the stream process's live status (channels, topics, last frame time)."""
         return self._key("stream", "status")
 
+    # --- knowledge providers (C4) ---------------------------------------------------------
+    def knowledge_searches(self, conversation_id: str) -> str:
+        """Hash: document id -> the Genesys knowledge search that found it (for the PATCH)."""
+        return self._key("conversation", conversation_id, "knowledge-searches")
+
     # --- keywords and entities (C3) ------------------------------------------------------
     def keyword_buffer(self, conversation_id: str) -> str:
         """List of final customer fragments (JSON) waiting to be analysed together."""

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +28,14 @@ from assist.bootstrap import Services, build_services
 from assist.settings import Settings
 from emulator.config import EmulatorConfig
 from emulator.server import EmulatorServer
-from tests.conftest import AUTH, CALLBACK_SECRET, CLIENT_ID, CLIENT_SECRET, make_settings
+from tests.conftest import (
+    AUTH,
+    CALLBACK_SECRET,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    make_settings,
+    wait_for,
+)
 from tests.redis_server import RedisServer
 from webapp import create_app
 from workers import runtime
@@ -122,6 +130,27 @@ class System:
         payload = {"conversation_id": "conv-1", "knowledge_source_ids": ["kb-billing"]}
         payload.update(body)
         return self.client.post("/v1/suggestions", json=payload)
+
+    def finished(self, request_id: str, timeout_s: float = 20) -> dict[str, Any]:
+        """Run jobs until the request is completed, failed or expired; its API view."""
+
+        def done() -> dict[str, Any] | None:
+            self.run_jobs()
+            view: dict[str, Any] = self.client.get(f"/v1/suggestions/{request_id}").json()
+            return view if view["status"] in ("completed", "failed", "expired") else None
+
+        result: dict[str, Any] = wait_for(done, timeout_s=timeout_s)
+        return result
+
+    def audit(self, event_type: str) -> list[dict[str, Any]]:
+        """The audit log's records of one type, oldest first."""
+        lines = Path(self.settings.audit_log_path).read_text().splitlines()
+        return [r for r in map(json.loads, lines) if r["type"] == event_type]
+
+    def records(self) -> dict[str, Any]:
+        """What the emulator saw (`/emulator/records`)."""
+        result: dict[str, Any] = self.emulator.get("/emulator/records").json()
+        return result
 
 
 @pytest.fixture

@@ -671,6 +671,9 @@ def test_records_endpoint_and_reset(client: httpx.Client, receiver: Receiver) ->
         "callbacks",
         "analytics_events",
         "notifications",
+        "knowledge_searches",
+        "knowledge_search_updates",
+        "results",
     }
     assert records["token_requests"] == [{"client_id": CLIENT_ID, "ok": True, "status": 200}]
     assert [q["id"] for q in records["queries"]] == [query_id]
@@ -685,6 +688,9 @@ def test_records_endpoint_and_reset(client: httpx.Client, receiver: Receiver) ->
         "queries": [],
         "callbacks": [],
         "analytics_events": [],
+        "knowledge_searches": [],
+        "knowledge_search_updates": [],
+        "results": [],
         "notifications": {
             "channels": [],
             "channels_removed": [],

@@ -21,7 +21,6 @@ from assist.kb.articles import Article, load_articles
 from assist.kb.embedder import Embedder, load_embedder
 from assist.kb.index import IndexCache, KnowledgeIndex, ingest
 from assist.kb.layout import IndexNotFound, KnowledgeIndexError, index_status, read_current
-from tests.conftest import wait_for
 from tests.integration.conftest import System
 
 FIXTURE_KB = Path(__file__).resolve().parents[1] / "fixtures" / "kb"
@@ -230,21 +229,6 @@ def kb_system(
     yield build
 
 
-def finished(system: System, request_id: str) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        system.run_jobs()
-        view: dict[str, Any] = system.client.get(f"/v1/suggestions/{request_id}").json()
-        return view if view["status"] in ("completed", "failed", "expired") else None
-
-    result: dict[str, Any] = wait_for(done, timeout_s=20)
-    return result
-
-
-def audit(system: System, event_type: str) -> list[dict[str, Any]]:
-    lines = Path(system.settings.audit_log_path).read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["type"] == event_type]
-
-
 def test_a_local_only_request_is_ranked_by_the_worker(kb_system: Callable[..., System]) -> None:
     system = kb_system()
     response = system.trigger(
@@ -253,7 +237,7 @@ def test_a_local_only_request_is_ranked_by_the_worker(kb_system: Callable[..., S
         transcript="customer: the router lights are red and the wifi is gone",
     )
     assert response.status_code == 202
-    view = finished(system, response.json()["request_id"])
+    view = system.finished(response.json()["request_id"])
     assert view["status"] == "completed"
     top = view["suggestions"][0]
     assert top["id"] == "fx-router"
@@ -263,7 +247,7 @@ def test_a_local_only_request_is_ranked_by_the_worker(kb_system: Callable[..., S
     assert set(top["why"]) >= {"confidence", "feedback_signal"}
     # No query went to the remote provider, and the search is audited.
     assert not system.emulator.get("/emulator/records").json()["queries"]
-    searched = audit(system, "knowledge_searched")
+    searched = system.audit("knowledge_searched")
     assert searched and searched[-1]["data"]["hits"][0]["id"] == "fx-router"
 
 
@@ -275,7 +259,7 @@ def test_local_and_remote_hits_rank_together(kb_system: Callable[..., System]) -
         transcript="customer: I was charged twice and I want a refund",
         max_results=10,
     )
-    view = finished(system, response.json()["request_id"])
+    view = system.finished(response.json()["request_id"])
     assert view["status"] == "completed"
     sources = {s for suggestion in view["suggestions"] for s in suggestion["sources"]}
     assert sources == {"local-kb", "async-query"}
@@ -297,10 +281,10 @@ def test_a_missing_index_gives_no_local_hits_not_a_failed_job(
     response = system.trigger(
         conversation_id="c-missing", knowledge_source_ids=[SOURCE], transcript="refund please"
     )
-    view = finished(system, response.json()["request_id"])
+    view = system.finished(response.json()["request_id"])
     assert view["status"] == "completed"
     assert view["suggestions"] == []
-    assert SOURCE in audit(system, "knowledge_searched")[-1]["data"]["not_ready"]
+    assert SOURCE in system.audit("knowledge_searched")[-1]["data"]["not_ready"]
 
 
 def test_readyz_reports_a_ready_local_kb(kb_system: Callable[..., System]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -68,6 +69,22 @@ class TokenProvider:
         """Drop the cached token if it is still the one that was refused."""
         if self._cached() == access_token:
             self._redis.decoded.delete(self._key)
+
+    def send(
+        self, method: str, url: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Send with the bearer token (through the retrying client); on a 401, fetch a new
+        token and send once more. A second 401 is returned: the caller reads it as refused."""
+        response: httpx.Response | None = None
+        for _ in (1, 2):
+            token = self.token()
+            authorized = {**(headers or {}), "Authorization": f"Bearer {token}"}
+            response = self._http.send(method, url, headers=authorized, **kwargs)
+            if response.status_code != 401:
+                break
+            self.invalidate(token)
+        assert response is not None
+        return response
 
     def _cached(self) -> str | None:
         raw = self._redis.decoded.get(self._key)

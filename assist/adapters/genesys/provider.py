@@ -54,15 +54,7 @@ class AsyncQueryProvider:
             "callbackUrl": callback_url,
             "async": True,
         }
-        for attempt in (1, 2):
-            token = self._tokens.token()
-            response = self._http.send(
-                "POST", self._url, json=body, headers={"Authorization": f"Bearer {token}"}
-            )
-            if response.status_code == 401 and attempt == 1:
-                self._tokens.invalidate(token)
-                continue
-            break
+        response = self._tokens.send("POST", self._url, json=body)
         correlation_id = response.headers.get("ININ-Correlation-Id")
         if response.status_code == 401:
             raise GenesysAuthError("provider refused a freshly fetched token")
