@@ -38,12 +38,13 @@ if sys.path and Path(sys.path[0]).resolve() == ROOT / "benchmarks":
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 from assist.core.retrieval import build_query  # noqa: E402
 from assist.kb.articles import Passage, load_articles, split_passages  # noqa: E402
 from assist.kb.embedder import load_embedder  # noqa: E402
-from assist.kb.index import KnowledgeIndex, _build_dense, ingest  # noqa: E402
+from assist.kb.index import SEARCH_THREADS, KnowledgeIndex, _build_dense, ingest  # noqa: E402
 from assist.kb.lexical import LexicalIndex  # noqa: E402
 from benchmarks import environment  # noqa: E402
 from benchmarks.loadgen import summarize_ms  # noqa: E402
@@ -111,6 +112,7 @@ def synthetic_index(
     passages = passages[:size]
     matrix = np.vstack(rows)[:size].astype(np.float32)
     dense, kind = _build_dense(matrix, ann_min)
+    faiss.omp_set_num_threads(SEARCH_THREADS)  # as KnowledgeIndex.load does
     lexical = LexicalIndex.build([p.searchable for p in passages])
     manifest = {"dense_index": kind, "passages": size}
     return KnowledgeIndex(

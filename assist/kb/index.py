@@ -61,6 +61,10 @@ FORMAT = 1
 KEEP_VERSIONS = 2
 SearchMode = Literal["hybrid", "dense", "lexical", "convex"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "lexical", "convex")
+#: FAISS searches one query at a time on one thread. Its OpenMP threads and torch's spin on
+#: the same cores: with FAISS on 2 threads a 10k flat search took 28 ms p50 next to a 17 ms
+#: embedding, instead of well under 1 ms (benchmarks/README.md).
+SEARCH_THREADS = 1
 HNSW_NEIGHBOURS = 32
 HNSW_EF_SEARCH = 64
 #: How many passages each search side contributes before fusion, per wanted article.
@@ -417,6 +421,7 @@ class KnowledgeIndex:
             )
         if isinstance(dense, faiss.IndexHNSWFlat):
             dense.hnsw.efSearch = HNSW_EF_SEARCH
+        faiss.omp_set_num_threads(SEARCH_THREADS)
         return cls(
             source_id=source_id,
             version=version,
