@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ import numpy as np
 import pytest
 
 from assist.core.retrieval import build_query
+from assist.core.transcripts import Speaker, Utterance
 from assist.kb.articles import Article, load_articles
 from assist.kb.embedder import Embedder, load_embedder
 from assist.kb.index import IndexCache, KnowledgeIndex, ingest
 from assist.kb.layout import IndexNotFound, KnowledgeIndexError, index_status, read_current
+from assist.services import autotrigger
 from tests.integration.conftest import System
 
 FIXTURE_KB = Path(__file__).resolve().parents[1] / "fixtures" / "kb"
@@ -333,3 +336,34 @@ def test_cli_ingests_skips_bad_files_and_evaluates(
     assert cli.main(["--kb-dir", kb_dir, "ingest", SOURCE, str(tmp_path / "nowhere")]) == 2
     assert cli.main(["--kb-dir", kb_dir, "ingest", "../escape", str(articles)]) == 2
     get_settings.cache_clear()
+
+
+def test_a_final_customer_utterance_triggers_the_local_kb(
+    kb_system: Callable[..., System],
+) -> None:
+    system = kb_system(
+        autotrigger_queue_ids="q-support",
+        autotrigger_knowledge_source_ids=SOURCE,
+        autotrigger_debounce_s=30,
+    )
+    window = system.services.redis.keys.conversation_transcript("c-live")
+    system.services.redis.decoded.rpush(
+        window, "agent: how can I help?", "customer: I'm off to Portugal, will my phone work?"
+    )
+    heard = Utterance(
+        conversation_id="c-live",
+        utterance_id="u-1",
+        speaker=Speaker.CUSTOMER,
+        text="I'm off to Portugal, will my phone work?",
+        is_final=True,
+        confidence=0.9,
+        received_at=datetime.now(UTC),
+        queue_id="q-support",
+    )
+    request_id = autotrigger.on_final_utterance(system.services, heard)
+    assert request_id is not None
+    again = heard.model_copy(update={"utterance_id": "u-2"})
+    assert autotrigger.on_final_utterance(system.services, again) is None  # debounced
+    view = system.finished(request_id)
+    assert view["suggestions"][0]["id"] == "fx-roaming"
+    assert view["suggestions"][0]["sources"] == ["local-kb"]
