@@ -12,6 +12,7 @@ import httpx
 
 from assist.adapters.analytics_sink import AnalyticsSink
 from assist.adapters.genesys.auth import TokenProvider
+from assist.adapters.genesys.copilot import GenesysCopilot
 from assist.adapters.genesys.http import ResilientHttp
 from assist.adapters.genesys.knowledge import GenesysKnowledge
 from assist.adapters.genesys.provider import AsyncQueryProvider
@@ -50,6 +51,7 @@ class Services:
     analytics_sink: AnalyticsSink | None
     local_kb: LocalKnowledgeBase
     knowledge: GenesysKnowledge
+    copilot: GenesysCopilot
 
     def close(self) -> None:
         self.http_client.close()
@@ -112,6 +114,7 @@ def build_services(settings: Settings) -> Services:
         http_client=http_client,
         local_kb=LocalKnowledgeBase(settings),
         knowledge=GenesysKnowledge(tokens, settings.api_base_url),
+        copilot=GenesysCopilot(tokens, settings.api_base_url),
         tokens=tokens,
         provider=AsyncQueryProvider(
             http, tokens, f"{settings.query_base_url}{settings.provider_query_path}"

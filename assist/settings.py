@@ -17,6 +17,14 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from assist.core.insights import (
+    FilterError,
+    InsightFilter,
+    InsightKind,
+    InsightScoring,
+    parse_pairs,
+)
+
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
 
@@ -189,6 +197,34 @@ class Settings(BaseSettings):
         "events stay in order).",
     )
 
+    stream_max_conversations: int = Field(
+        default=500,
+        ge=1,
+        description="Conversations followed at once; with the Copilot topics it must fit the "
+        "channel limits (checked at start).",
+    )
+
+    # --- Copilot insights (C5) ------------------------------------------------------------
+    copilot_topics: CommaList = Field(
+        default_factory=list,
+        description="Copilot suggestion topics followed per conversation (knowledge.search, "
+        "knowledge.article, response, script, intent, thirdpartyaction); empty: off.",
+    )
+    copilot_filter: str = Field(
+        default="",
+        description="attribute:operator:value clauses separated by ';' (event_type, "
+        "insight_type, confidence, conversation_id; eq, in, gte, lte).",
+    )
+    copilot_type_weights: str = "knowledge=1.0,compliance=0.9,sentiment=0.8,other=0.5"
+    copilot_insight_types: str = (
+        "knowledge.search=knowledge,knowledge.article=knowledge,script=compliance,"
+        "response=other,intent=other,thirdpartyaction=other"
+    )
+    copilot_default_confidence: float = Field(default=0.7, ge=0, le=1)
+    training_webhook_url: str = ""
+    training_webhook_secret: SecretStr = SecretStr("")
+    training_webhook_attempts: int = Field(default=6, ge=1, le=20)
+
     # --- keywords and entities (C3) -------------------------------------------------------
     keywords_config_path: str = Field(
         default="config/keywords.json",
@@ -269,6 +305,7 @@ class Settings(BaseSettings):
         "local_kb_source_ids",
         "kb_ingest_on_start",
         "genesys_knowledge_source_ids",
+        "copilot_topics",
         mode="before",
     )(_split_commas)
 
@@ -302,6 +339,7 @@ class Settings(BaseSettings):
         "provider_base_url",
         "analytics_url",
         "results_webhook_url",
+        "training_webhook_url",
     )
     @classmethod
     def _strip_trailing_slash(cls, url: str) -> str:
@@ -330,6 +368,53 @@ class Settings(BaseSettings):
                     f"ASSIST_KB_INGEST_ON_START: expected source_id=path, got {pair!r}"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _copilot_is_consistent(self) -> Settings:
+        known = {kind.value for kind in InsightKind}
+        unknown = [t for t in self.copilot_topics if t not in known]
+        if unknown:
+            raise ValueError(
+                f"ASSIST_COPILOT_TOPICS: unknown topic {unknown[0]!r} (known: {', '.join(known)})"
+            )
+        try:
+            InsightFilter.parse(self.copilot_filter)
+        except FilterError as exc:
+            raise ValueError(f"ASSIST_COPILOT_FILTER: {exc}") from None
+        self.copilot_scoring  # noqa: B018 - validates the weights and the type mapping
+        per_conversation = 1 + len(self.copilot_topics)
+        needed = len(self.stream_queue_ids) + self.stream_max_conversations * per_conversation
+        available = self.stream_max_channels * self.stream_max_topics_per_channel
+        if needed > available:
+            raise ValueError(
+                f"the stream configuration cannot fit the notification limits: "
+                f"{len(self.stream_queue_ids)} queue topics + {self.stream_max_conversations} "
+                f"conversations x {per_conversation} topics = {needed} topics, but "
+                f"{self.stream_max_channels} channels x {self.stream_max_topics_per_channel} "
+                f"topics = {available}; lower ASSIST_STREAM_MAX_CONVERSATIONS or "
+                "ASSIST_COPILOT_TOPICS, or run another stream process"
+            )
+        return self
+
+    @property
+    def copilot_scoring(self) -> InsightScoring:
+        weights = parse_pairs(self.copilot_type_weights, what="ASSIST_COPILOT_TYPE_WEIGHTS")
+        try:
+            numbers = {name: float(value) for name, value in weights.items()}
+        except ValueError:
+            raise ValueError("ASSIST_COPILOT_TYPE_WEIGHTS: weights must be numbers") from None
+        if any(not 0.0 <= w <= 1.0 for w in numbers.values()):
+            raise ValueError("ASSIST_COPILOT_TYPE_WEIGHTS: weights must lie in 0..1")
+        types = parse_pairs(self.copilot_insight_types, what="ASSIST_COPILOT_INSIGHT_TYPES")
+        return InsightScoring(
+            type_of_kind=types,
+            weights=numbers,
+            default_confidence=self.copilot_default_confidence,
+        )
+
+    @property
+    def copilot_insight_filter(self) -> InsightFilter:
+        return InsightFilter.parse(self.copilot_filter)
 
     @model_validator(mode="after")
     def _stream_timings_are_consistent(self) -> Settings:

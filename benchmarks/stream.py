@@ -57,7 +57,7 @@ from assist.stores.keys import Keys  # noqa: E402
 from benchmarks import environment  # noqa: E402
 from benchmarks.loadgen import summarize_ms  # noqa: E402
 from benchmarks.systems import discard_redis_data, wait_queue_idle  # noqa: E402
-from tests.processes import CLIENT_ID, CLIENT_SECRET, ProcessSystem  # noqa: E402
+from tests.processes import CALLBACK_SECRET, CLIENT_ID, CLIENT_SECRET, ProcessSystem  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SCRIPTS_DIR = ROOT / "emulator" / "data" / "conversations"
@@ -78,6 +78,8 @@ class StreamBenchConfig:
     starters: int = 16
     #: Extra environment for every process (`--env NAME=VALUE`), e.g. to try a setting.
     env: dict[str, str] = field(default_factory=dict)
+    #: Follow the Copilot suggestion topics too and report insights (C5).
+    copilot: bool = False
 
 
 @dataclass
@@ -97,6 +99,12 @@ class Phase:
     conversations_with_cards: int = 0
     latency_ms: dict[str, Any] = field(default_factory=dict)
     timed_out: bool = False
+    insights_delivered: int = 0
+    insights_processed: int = 0
+    insights_per_s: float = 0.0
+    insight_latency_ms: dict[str, Any] = field(default_factory=dict)
+    insights_under_500ms: float | None = None
+    insight_latency_by_type: dict[str, Any] = field(default_factory=dict)
 
     @property
     def lost(self) -> int:
@@ -144,8 +152,29 @@ def emulator_conversations(system: ProcessSystem, ids: set[str]) -> list[dict[st
 
 
 # --- phase 1: the bare subscriber ------------------------------------------------------------
+COPILOT_TOPICS: tuple[str, ...] = (
+    "knowledge.search",
+    "knowledge.article",
+    "response",
+    "script",
+    "intent",
+    "thirdpartyaction",
+)
+
+
+def topics_of(conversation_id: str, copilot: bool) -> list[str]:
+    topics = [f"v2.conversations.{conversation_id}.transcription"]
+    if copilot:
+        topics += [f"v2.conversations.{conversation_id}.suggestions.{t}" for t in COPILOT_TOPICS]
+    return topics
+
+
 async def _bare_subscriber(
-    system: ProcessSystem, ids: list[str], ready: threading.Event, expected: threading.Event
+    system: ProcessSystem,
+    ids: list[str],
+    ready: threading.Event,
+    expected: threading.Event,
+    copilot: bool = False,
 ) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=system.emulator_url, timeout=30) as client:
         token = (
@@ -157,7 +186,7 @@ async def _bare_subscriber(
         ).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         channel = (await client.post("/api/v2/notifications/channels", headers=headers)).json()
-        topics = [{"id": f"v2.conversations.{cid}.transcription"} for cid in ids]
+        topics = [{"id": topic} for cid in ids for topic in topics_of(cid, copilot)]
         subscribed = await client.put(
             f"/api/v2/notifications/channels/{channel['id']}/subscriptions",
             headers=headers,
@@ -190,7 +219,7 @@ def run_bare(system: ProcessSystem, config: StreamBenchConfig, speed: float) -> 
     outcome: dict[str, Any] = {}
 
     def subscriber() -> None:
-        outcome.update(asyncio.run(_bare_subscriber(system, ids, ready, finished)))
+        outcome.update(asyncio.run(_bare_subscriber(system, ids, ready, finished, config.copilot)))
 
     thread = threading.Thread(target=subscriber, daemon=True)
     thread.start()
@@ -282,6 +311,8 @@ def run_stream(
             if record["data"].get("latency_ms") is not None:
                 latencies.append(float(record["data"]["latency_ms"]))
     phase.latency_ms = summarize_ms([ms / 1000 for ms in latencies])
+    if config.copilot:
+        insight_figures(system, phase, wanted, audit_offset)
     for cid in ids:
         cards: list[str] = []
         feed = cast(list[tuple[str, dict[str, str]]], decoded.xrange(KEYS.conversation_feed(cid)))
@@ -295,10 +326,41 @@ def run_stream(
     return phase
 
 
+def insight_figures(
+    system: ProcessSystem, phase: Phase, wanted: set[str], audit_offset: int
+) -> None:
+    """Copilot insights of the phase: delivered by the emulator vs processed, rate, latency."""
+    phase.insights_delivered = sum(
+        c.get("insights_delivered", 0) for c in emulator_conversations(system, wanted)
+    )
+    latencies: list[float] = []
+    by_type: dict[str, list[float]] = {}
+    times: list[float] = []
+    with system.audit_path.open() as audit:
+        audit.seek(audit_offset)
+        for line in audit:
+            record = json.loads(line)
+            if record["type"] != "insight_processed" or record["conversation_id"] not in wanted:
+                continue
+            value = float(record["data"]["latency_ms"])
+            latencies.append(value)
+            by_type.setdefault(record["data"]["insight_type"], []).append(value)
+            times.append(datetime.fromisoformat(record["ts"]).timestamp())
+    phase.insights_processed = len(latencies)
+    if len(times) > 1:
+        phase.insights_per_s = round(len(times) / (max(times) - min(times)), 1)
+    phase.insight_latency_ms = summarize_ms([ms / 1000 for ms in latencies])
+    if latencies:
+        phase.insights_under_500ms = round(sum(v <= 500 for v in latencies) / len(latencies), 3)
+    phase.insight_latency_by_type = {
+        kind: summarize_ms([ms / 1000 for ms in values]) for kind, values in by_type.items()
+    }
+
+
 # --- the run ---------------------------------------------------------------------------------
 def build_system(config: StreamBenchConfig, workdir: Path) -> ProcessSystem:
     queue_ids = ",".join(script["queue_id"] for script in scripts())
-    return ProcessSystem(
+    system = ProcessSystem(
         workdir,
         stream=True,
         extra_env={
@@ -309,6 +371,16 @@ def build_system(config: StreamBenchConfig, workdir: Path) -> ProcessSystem:
             **config.env,
         },
     )
+    if config.copilot:
+        system.env.update(
+            {
+                "ASSIST_COPILOT_TOPICS": ",".join(COPILOT_TOPICS),
+                "ASSIST_TRAINING_WEBHOOK_URL": f"{system.emulator_url}/training/insights",
+                "ASSIST_TRAINING_WEBHOOK_SECRET": CALLBACK_SECRET,
+                **config.env,
+            }
+        )
+    return system
 
 
 def wait_stream_subscribed(system: ProcessSystem, timeout_s: float = 60) -> None:
@@ -390,6 +462,24 @@ def render(doc: dict[str, Any]) -> str:
             f"| {phase['conversations_with_cards']}/{phase['conversations']} "
             f"| {phase['cards']} | {phase['duplicate_cards']} |"
         )
+    copilot_rows = [p for p in doc["phases"] if p.get("insights_processed")]
+    if copilot_rows:
+        lines += [
+            "",
+            "Copilot insights (event time -> delivered on the feed, from `insight_processed`):",
+            "",
+            "| speed | delivered by emulator | processed | insights/s | p50 ms | p95 ms "
+            "| p99 ms | under 500 ms |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for phase in copilot_rows:
+            lat = phase["insight_latency_ms"]
+            lines.append(
+                f"| x{phase['speed']:g} | {phase['insights_delivered']} "
+                f"| {phase['insights_processed']} | {phase['insights_per_s']} "
+                f"| {lat.get('p50', '-')} | {lat.get('p95', '-')} | {lat.get('p99', '-')} "
+                f"| {phase['insights_under_500ms']} |"
+            )
     lines += ["", "Machine load per phase (cores busy during the phase):", ""]
     for phase in doc["phases"]:
         m = phase["machine"]
@@ -423,6 +513,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="extra environment for every process (repeatable), e.g. ASSIST_STREAM_CONSUMERS=1",
     )
+    parser.add_argument(
+        "--copilot",
+        action="store_true",
+        help="also follow the Copilot suggestion topics and report insights (C5); "
+        "at most 142 conversations (7 topics each on the bare subscriber's one channel)",
+    )
     parser.add_argument("--tag", default="stream")
     parser.add_argument("--quick", action="store_true", help="50 calls at x20, to results/raw/")
     parser.add_argument("--wait-quiet-s", type=float, default=120.0)
@@ -433,6 +529,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if any("=" not in pair for pair in args.env):
         parser.error("--env takes NAME=VALUE")
     args.env = dict(pair.split("=", 1) for pair in args.env)
+    if args.copilot and args.conversations > 142:
+        parser.error("--copilot: at most 142 conversations (7 topics each, 1,000 per channel)")
     if not 1 <= args.conversations <= 1000:
         parser.error("--conversations must be 1..1000 (one channel holds 1,000 topics)")
     if not args.speeds or any(not 0 < s <= 100 for s in args.speeds):
@@ -449,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         max_phase_s=args.max_phase_s,
         drain_s=args.drain_s,
         env=args.env,
+        copilot=args.copilot,
     )
     started = datetime.now(UTC)
     run_id = f"{started.strftime('%Y-%m-%dT%H%M%S')}-{args.tag}" + ("-quick" if args.quick else "")

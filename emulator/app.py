@@ -12,9 +12,21 @@ Routes, by audience:
   search answered);
 * our server's notification stream: the Notifications API REST side
   (`/api/v2/notifications/channels...`, bearer token required; the WebSocket itself is
-  served by `emulator.sockets`);
+  served by `emulator.sockets`). Permitted topics: queue conversations, transcription and
+  the six Agent Copilot suggestion topics `v2.conversations.{id}.suggestions.<kind>`;
+* our server's Agent Copilot adapter (the real SuggestionsApi contract, bearer token
+  required, behind the same REST faults as the async query endpoint):
+  `POST /api/v2/conversations/<conversationId>/suggestions/<suggestionId>/engagement` with a
+  `SuggestionEngagement` body, answered 200 with the engagement echoed (404 `not.found` for
+  a suggestion the emulator never sent in that conversation, 400 naming the bad field); the
+  suggestion's follow-up event (state Accepted, Dismissed or Rated) is sent on its topic
+  before the answer;
 * our server's results webhook (a contract of our own, bearer token required):
   `POST /results/suggestions`, answered 204;
+* our server's training-platform export (a contract of our own, no token): `POST
+  /training/insights`, Standard Webhooks signed with `training_secret`, answered 204 (401 for
+  a missing or bad signature, 503 under the `training_*` faults; every call is recorded with
+  `duplicate` telling whether its `webhook-id` was already answered 204);
 * our server's analytics sink: `POST /analytics/events`;
 * process managers: `GET /healthz`;
 * tests and demos: `/emulator/*`, to read what the emulator saw, inject faults and play
@@ -30,6 +42,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 import logging
 import math
 import time
@@ -40,7 +53,16 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 from werkzeug.exceptions import HTTPException
 
 from emulator.config import EmulatorConfig
@@ -171,6 +193,31 @@ class SearchUpdateRequest(BaseModel):
     sessionId: str | None = None
     answered: bool
     selectedAnswer: SelectedAnswer | None = None
+
+
+class EngagementFeedback(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    rating: Literal["Negative", "Positive"]
+
+
+class SuggestionEngagement(BaseModel):
+    """Body (and answer) of `POST .../suggestions/<suggestionId>/engagement` (Genesys Cloud).
+
+    `feedback` is required when `engagementType` is Feedback and optional otherwise; `null`
+    counts as absent and unknown fields are ignored, as for the other Genesys bodies.
+    """
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    engagementType: Literal["Dismissed", "Copied", "Opened", "Feedback"]
+    feedback: EngagementFeedback | None = None
+
+    @model_validator(mode="after")
+    def _feedback_when_rated(self) -> SuggestionEngagement:
+        if self.engagementType == "Feedback" and self.feedback is None:
+            raise ValueError("feedback: required when engagementType is Feedback")
+        return self
 
 
 class ResultsDelivery(BaseModel):
@@ -709,11 +756,54 @@ def create_app(
                             "queue_name": script.queue_name,
                             "language": script.language,
                             "utterances": len(script.utterances),
+                            "insights": len(script.insights),
                         }
                         for script in load_scripts().values()
                     ]
                 }
             )
+
+        # --- Agent Copilot suggestion engagement (SuggestionsApi) ---------------------------
+
+        @app.post("/api/v2/conversations/<conversation_id>/suggestions/<suggestion_id>/engagement")
+        def suggestion_engagement(conversation_id: str, suggestion_id: str) -> Response:
+            def handle(correlation_id: str) -> Response:
+                denied = unauthorized(correlation_id)
+                if denied is not None:
+                    return denied
+                if not request.is_json:
+                    return genesys_error(
+                        400, "bad.request", "The body must be application/json.", correlation_id
+                    )
+                try:
+                    engagement = SuggestionEngagement.model_validate(request.get_json(silent=True))
+                except ValidationError as exc:
+                    return genesys_error(
+                        400, "bad.request", _validation_message(exc), correlation_id
+                    )
+                rating = engagement.feedback.rating if engagement.feedback is not None else None
+                if not notifications.engage(
+                    conversation_id, suggestion_id, engagement.engagementType, rating
+                ):
+                    return genesys_error(
+                        404,
+                        "not.found",
+                        f"Suggestion {suggestion_id} was not found in conversation "
+                        f"{conversation_id}",
+                        correlation_id,
+                    )
+                return jsonify(engagement.model_dump(exclude_none=True))
+
+            response = rest_call(handle)
+            state.record_engagement(
+                {
+                    "conversation_id": conversation_id,
+                    "suggestion_id": suggestion_id,
+                    "status_code": response.status_code,
+                    "body": _request_body(),
+                }
+            )
+            return response
 
     # --- results webhook (our own contract) ------------------------------------------------
 
@@ -771,6 +861,47 @@ def create_app(
                 "status_code": response.status_code,
                 "body": _request_body(),
                 "idempotency_key": request.headers.get("Idempotency-Key"),
+            }
+        )
+        return response
+
+    # --- training-platform receiver (our own contract) --------------------------------------
+
+    training_webhook = Webhook(config.training_secret)
+
+    @app.post("/training/insights")
+    def training_insights() -> Response:
+        webhook_id = request.headers.get("webhook-id")
+        duplicate = state.training_was_answered(webhook_id)
+        data = request.get_data()
+        try:
+            body: Any = json.loads(data)
+        except ValueError:
+            body = None
+
+        def answer() -> Response:
+            # Faults first, as a gateway in front of the platform would answer.
+            if state.faults.training_down:
+                return control_error(503, "unavailable", "the training platform is down (fault)")
+            if state.take_fault("training_error_next"):
+                return control_error(503, "unavailable", "injected fault")
+            try:
+                training_webhook.verify(data, dict(request.headers), json_parse=False)
+            except WebhookVerificationError as exc:
+                return control_error(401, "invalid_signature", str(exc))
+            except (ValueError, binascii.Error) as exc:  # e.g. a signature that is not base64
+                return control_error(401, "invalid_signature", f"malformed signature: {exc}")
+            if body is None:
+                return control_error(400, "bad_request", "the body must be JSON")
+            return Response(status=204)
+
+        response = answer()
+        state.record_training(
+            {
+                "webhook_id": webhook_id,
+                "status_code": response.status_code,
+                "body": body,
+                "duplicate": duplicate,
             }
         )
         return response

@@ -31,6 +31,8 @@ DEFAULT_CHANNEL_TTL_S = 86400.0
 DEFAULT_CLIENT_ID = "demo-client"
 DEFAULT_CLIENT_SECRET = "demo-secret"
 DEFAULT_CALLBACK_SECRET = "whsec_EIvYBSq82SpIf8kOR41fBTNqWxw58aSw"
+#: Secret the training-platform receiver (`POST /training/insights`) verifies signatures with.
+DEFAULT_TRAINING_SECRET = DEFAULT_CALLBACK_SECRET
 DEFAULT_CALLBACK_DELAY_MS = 300
 DEFAULT_TOKEN_TTL_S = 86400
 DEFAULT_DELIVERY_RETRY_S: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -66,6 +68,8 @@ class EmulatorConfig:
     client_id: str = DEFAULT_CLIENT_ID
     client_secret: str = DEFAULT_CLIENT_SECRET
     callback_secret: str = DEFAULT_CALLBACK_SECRET
+    #: Standard Webhooks secret of the training-platform receiver (`EMULATOR_TRAINING_SECRET`).
+    training_secret: str = DEFAULT_TRAINING_SECRET
     callback_delay_ms: int = DEFAULT_CALLBACK_DELAY_MS
     token_ttl_s: int = DEFAULT_TOKEN_TTL_S
     delivery_retry_s: tuple[float, ...] = DEFAULT_DELIVERY_RETRY_S
@@ -97,6 +101,13 @@ class EmulatorConfig:
         except Exception as exc:
             raise ConfigError(
                 "EMULATOR_CALLBACK_SECRET must be a Standard Webhooks secret "
+                f"('whsec_' followed by base64): {exc}"
+            ) from exc
+        try:
+            Webhook(self.training_secret)
+        except Exception as exc:
+            raise ConfigError(
+                "EMULATOR_TRAINING_SECRET must be a Standard Webhooks secret "
                 f"('whsec_' followed by base64): {exc}"
             ) from exc
         if self.callback_delay_ms < 0:
@@ -133,6 +144,7 @@ class EmulatorConfig:
             client_secret=get("EMULATOR_CLIENT_SECRET", "ASSIST_GENESYS_CLIENT_SECRET")
             or DEFAULT_CLIENT_SECRET,
             callback_secret=callback_secret,
+            training_secret=get("EMULATOR_TRAINING_SECRET") or DEFAULT_TRAINING_SECRET,
             callback_delay_ms=_int(
                 get("EMULATOR_CALLBACK_DELAY_MS"),
                 "EMULATOR_CALLBACK_DELAY_MS",

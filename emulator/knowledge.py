@@ -77,8 +77,7 @@ class Article:
 
     def variation_id(self) -> str:
         """The (stable) id of the article's only document variation in its knowledge base."""
-        name = f"{self.knowledge_source_id}/{self.id}/variation"
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+        return variation_id(self.knowledge_source_id, self.id)
 
     def to_search_document(self, *, with_variations: bool) -> dict[str, Any]:
         """The article as the `document` of a Genesys Cloud knowledge search result.
@@ -110,6 +109,18 @@ class Article:
                 }
             ]
         return document
+
+
+def variation_id(knowledge_source_id: str, article_id: str) -> str:
+    """The (stable) id of an article's only document variation in its knowledge base."""
+    name = f"{knowledge_source_id}/{article_id}/variation"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+def version_id(knowledge_source_id: str, article_id: str) -> str:
+    """The (stable) id of an article's published document version in its knowledge base."""
+    name = f"{knowledge_source_id}/{article_id}/version/1"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
 
 def tokenize(text: str) -> frozenset[str]:

@@ -7,7 +7,9 @@ Mirrors the real contract (see `shared/reference/genesys-cloud.md`, section 2):
 * at most `MAX_CHANNELS` (20) channels per OAuth client: creating one more deletes the one
   used least recently, channels without a live socket first;
 * at most `MAX_TOPICS` (1,000) topics per channel, more is a 400;
-* topics the emulator can publish are `Permitted`, anything else is `Rejected`.
+* topics the emulator can publish are `Permitted`, anything else is `Rejected`: the queue
+  conversation topic, the transcription topic and the six Agent Copilot suggestion topics
+  (`v2.conversations.{id}.suggestions.<kind>`, section 4b; `SUGGESTION_KINDS`).
 
 Every OAuth token the emulator issues belongs to its one configured client, so "per OAuth
 client" means "in this emulator". The registry is touched by Flask request threads and by
@@ -29,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 #: Channels per OAuth client (Genesys: "20 channels per user + OAuth-client pair").
 MAX_CHANNELS = 20
@@ -40,6 +42,17 @@ ORGANIZATION_ID = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 
 QUEUE_TOPIC_RE = re.compile(r"^v2\.routing\.queues\.([A-Za-z0-9_-]+)\.conversations$")
 TRANSCRIPTION_TOPIC_RE = re.compile(r"^v2\.conversations\.([A-Za-z0-9_-]+)\.transcription$")
+#: The `<kind>` of the Agent Copilot suggestion topics `v2.conversations.{id}.suggestions.<kind>`
+#: (the real names, `shared/reference/genesys-cloud.md` section 4b).
+SuggestionKind = Literal[
+    "knowledge.search", "knowledge.article", "response", "script", "intent", "thirdpartyaction"
+]
+SUGGESTION_KINDS: tuple[SuggestionKind, ...] = get_args(SuggestionKind)
+SUGGESTION_TOPIC_RE = re.compile(
+    r"^v2\.conversations\.([A-Za-z0-9_-]+)\.suggestions\.("
+    + "|".join(re.escape(kind) for kind in SUGGESTION_KINDS)
+    + ")$"
+)
 REJECTION_REASON = "topic not found"
 
 HEARTBEAT_TOPIC = "channel.metadata"
@@ -56,9 +69,30 @@ def transcription_topic(conversation_id: str) -> str:
     return f"v2.conversations.{conversation_id}.transcription"
 
 
+def suggestion_topic(conversation_id: str, kind: str) -> str:
+    """`v2.conversations.{id}.suggestions.<kind>`, `kind` one of `SUGGESTION_KINDS`."""
+    if kind not in SUGGESTION_KINDS:
+        raise ValueError(f"unknown suggestion kind {kind!r}")
+    return f"v2.conversations.{conversation_id}.suggestions.{kind}"
+
+
+def conversation_topics(conversation_id: str) -> frozenset[str]:
+    """Every topic the emulator publishes about one conversation (transcription, suggestions)."""
+    return frozenset(
+        [
+            transcription_topic(conversation_id),
+            *(suggestion_topic(conversation_id, kind) for kind in SUGGESTION_KINDS),
+        ]
+    )
+
+
 def is_permitted(topic: str) -> bool:
     """True for the topics the emulator publishes (any ids); everything else is Rejected."""
-    return bool(QUEUE_TOPIC_RE.match(topic) or TRANSCRIPTION_TOPIC_RE.match(topic))
+    return bool(
+        QUEUE_TOPIC_RE.match(topic)
+        or TRANSCRIPTION_TOPIC_RE.match(topic)
+        or SUGGESTION_TOPIC_RE.match(topic)
+    )
 
 
 def iso(epoch_s: float) -> str:

@@ -28,15 +28,27 @@ subscribers of `v2.routing.queues.{queueId}.conversations`, then, once some chan
 subscribed to `v2.conversations.{id}.transcription` (or after `subscribe_timeout_s`, when it
 plays anyway and every frame is dropped, as a real call goes on regardless), the
 transcription messages of the script at `speed` times real time, then the queue event with
-`endTime`. `resend_last_n_after_reconnect` (a test knob, not Genesys behaviour) re-sends the
-last N (at most 500) transcription frames of the conversation whenever a socket opens on a
-channel subscribed to its topic, or a live channel newly subscribes to it; once per socket.
+`endTime`. The script's Agent Copilot insights are sent on the same timeline, each
+`delay_ms` (scaled by `speed`) after the final message of its utterance, on its suggestion
+topic `v2.conversations.{id}.suggestions.<kind>` to the channels subscribed to that topic
+only, with a new `suggestionId` per replay and the `utteranceId` of that utterance's
+transcription messages (bodies: `emulator.scripts.suggestion_event`). Knowledge search
+suggestions get a `searchId` that `PATCH .../documents/search/<searchId>` accepts. A
+`POST .../suggestions/<suggestionId>/engagement` re-sends the suggestion with its new state
+(`engage`). `resend_last_n_after_reconnect` (a test knob, not Genesys behaviour) re-sends
+the last N frames (of at most 500 kept: transcription messages and suggestion events) of the
+conversation's topics a channel is subscribed to, whenever a socket opens on such a channel
+or a live channel newly subscribes to such a topic; each topic once per socket.
 
 One-shot socket faults: `ws_drop_after_frames` is claimed by the next socket that sends a
 frame; `socket_closing_next` stays armed until at least one socket is live;
 `expire_channels_now` acts within `JANITOR_INTERVAL_S`; `malformed_frames_next` and
 `oversized_frame_next` are taken by the next `POST /emulator/conversations` (one bad frame
-before each transcription message after the opening status message).
+before each transcription message after the opening status message), and so are the Copilot
+faults: `copilot_duplicate_next` (its first N insights sent twice, the same frame),
+`copilot_bad_insights_next` (N bad suggestion events to the knowledge search subscribers
+just before the first insight) and `copilot_binary_next` (its first N insights as binary
+frames, alternately raw UTF-8 and base64, after one binary garbage frame).
 """
 
 from __future__ import annotations
@@ -65,8 +77,10 @@ from websockets.http11 import Request, Response
 
 from emulator.config import EmulatorConfig, require_loopback
 from emulator.notifications import (
+    SUGGESTION_KINDS,
     ChannelNotFound,
     ChannelRegistry,
+    conversation_topics,
     envelope,
     error_frame,
     heartbeat_frame,
@@ -74,16 +88,26 @@ from emulator.notifications import (
     pong_frame,
     queue_topic,
     socket_closing_frame,
+    suggestion_topic,
     transcription_topic,
 )
 from emulator.scripts import (
     Call,
+    KnowledgeSearchInsight,
+    PlannedInsight,
+    PlannedMessage,
     Script,
+    bad_insight_frame,
+    binary_insight_frame,
+    engaged_event,
+    garbage_frame,
     load_scripts,
     malformed_frame,
     oversized_frame,
+    plan_insights,
     plan_transcription,
     queue_conversation_event,
+    suggestion_event,
 )
 from emulator.state import EmulatorState
 
@@ -97,6 +121,10 @@ SOCKET_CLOSING_GRACE_S = 1.0
 #: How often a conversation waiting for a transcription subscriber looks again.
 SUBSCRIBER_POLL_S = 0.02
 DEFAULT_SUBSCRIBE_TIMEOUT_S = 10.0
+#: Frames (transcription messages, suggestion events) kept per conversation for resends.
+MAX_HISTORY = 500
+#: How long an engagement call waits for its follow-up notification to be sent.
+ENGAGEMENT_SEND_TIMEOUT_S = 5.0
 
 
 class ConversationStart(BaseModel):
@@ -121,6 +149,14 @@ class ConversationExists(ValueError):
 
 
 @dataclass
+class _Suggestion:
+    """A suggestion event the emulator sent: its topic and its latest eventBody."""
+
+    topic: str
+    body: dict[str, Any]
+
+
+@dataclass
 class _Conversation:
     """One replay. Progress fields are written on the loop and read under the table lock."""
 
@@ -134,13 +170,27 @@ class _Conversation:
     messages_planned: int
     malformed_frames: int
     oversized_frames: int
+    insights_planned: int
+    #: Copilot faults taken by this replay (see `Faults`).
+    copilot_duplicates: int
+    copilot_bad_insights: int
+    copilot_binary_insights: int
     state: str = "waiting_for_subscriber"
     done: bool = False
     messages_sent: int = 0
     frames_delivered: int = 0
     queue_events_delivered: int = 0
-    #: Transcription frames sent so far (for `resend_last_n_after_reconnect`).
-    history: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=500))
+    #: Scripted insights sent (each once, whatever the faults) and their deliveries to
+    #: channels (a duplicate copy is not counted again).
+    insights_sent: int = 0
+    insights_delivered: int = 0
+    #: `(topic, frame)` of the transcription messages and suggestion events sent so far, in
+    #: order (for `resend_last_n_after_reconnect`).
+    history: collections.deque[tuple[str, str | bytes]] = field(
+        default_factory=lambda: collections.deque(maxlen=MAX_HISTORY)
+    )
+    #: Every suggestion sent, by `suggestionId` (for the engagement endpoint).
+    suggestions: dict[str, _Suggestion] = field(default_factory=dict)
     future: concurrent.futures.Future[None] | None = None
 
     def snapshot(self) -> dict[str, Any]:
@@ -152,6 +202,9 @@ class _Conversation:
             "agent_user_id": self.call.agent_user_id,
             "queue_topic": queue_topic(self.call.queue_id),
             "transcription_topic": transcription_topic(self.call.conversation_id),
+            "suggestion_topics": {
+                kind: suggestion_topic(self.call.conversation_id, kind) for kind in SUGGESTION_KINDS
+            },
             "speed": self.speed,
             "resend_last_n_after_reconnect": self.resend_last_n,
             "started": self.started,
@@ -163,6 +216,12 @@ class _Conversation:
             "queue_events_delivered": self.queue_events_delivered,
             "malformed_frames": self.malformed_frames,
             "oversized_frames": self.oversized_frames,
+            "insights_planned": self.insights_planned,
+            "insights_sent": self.insights_sent,
+            "insights_delivered": self.insights_delivered,
+            "copilot_duplicates": self.copilot_duplicates,
+            "copilot_bad_insights": self.copilot_bad_insights,
+            "copilot_binary_insights": self.copilot_binary_insights,
         }
 
 
@@ -179,7 +238,8 @@ class _LiveSocket:
         #: Frames left before the `ws_drop_after_frames` fault aborts this socket.
         self._drop_after: int | None = None
         self.close_reason: str | None = None
-        self.resent_for: set[str] = set()
+        #: conversation id -> its topics whose frames were already resent on this socket.
+        self.resent_for: dict[str, set[str]] = {}
 
     @property
     def ending(self) -> bool:
@@ -463,7 +523,11 @@ class NotificationServer:
             self._spawn(self._resend(live, set(topics)))
 
     async def _resend(self, live: _LiveSocket, topics: set[str] | None) -> None:
-        """Re-send the last N frames of conversations with `resend_last_n_after_reconnect`."""
+        """Re-send the last N frames of conversations with `resend_last_n_after_reconnect`.
+
+        Only frames of the conversation's topics the channel is subscribed to (`topics`: the
+        newly subscribed ones; None: all of them), and each topic once per socket.
+        """
         if topics is None:
             try:
                 subscribed = set(self.registry.topics(live.channel_id))
@@ -471,18 +535,20 @@ class NotificationServer:
                 return
         else:
             subscribed = topics
+        todo: list[list[str | bytes]] = []
         with self._lock:
-            todo = [
-                (c.call.conversation_id, list(c.history)[-c.resend_last_n :])
-                for c in self._conversations.values()
-                if c.resend_last_n > 0
-                and c.history
-                and transcription_topic(c.call.conversation_id) in subscribed
-            ]
-        for conversation_id, frames in todo:
-            if conversation_id in live.resent_for:
-                continue
-            live.resent_for.add(conversation_id)
+            for c in self._conversations.values():
+                if c.resend_last_n <= 0 or not c.history:
+                    continue
+                conversation_id = c.call.conversation_id
+                done = live.resent_for.setdefault(conversation_id, set())
+                wanted = (conversation_topics(conversation_id) & subscribed) - done
+                if not wanted:
+                    continue
+                done |= wanted
+                frames = [frame for topic, frame in c.history if topic in wanted]
+                todo.append(frames[-c.resend_last_n :])
+        for frames in todo:
             for frame in frames:
                 await live.send(frame)
 
@@ -516,6 +582,10 @@ class NotificationServer:
                 messages_planned=len(plan_transcription(script, call, 0)),
                 malformed_frames=self._state.take_all_of_fault("malformed_frames_next"),
                 oversized_frames=self._state.take_all_of_fault("oversized_frame_next"),
+                insights_planned=len(script.insights),
+                copilot_duplicates=self._state.take_all_of_fault("copilot_duplicate_next"),
+                copilot_bad_insights=self._state.take_all_of_fault("copilot_bad_insights_next"),
+                copilot_binary_insights=self._state.take_all_of_fault("copilot_binary_next"),
             )
             self._conversations[conversation_id] = conversation
             conversation.future = asyncio.run_coroutine_threadsafe(self._play(conversation), loop)
@@ -554,19 +624,36 @@ class NotificationServer:
                 for index in range(conversation.malformed_frames)
             ]
             bad += [oversized_frame(call, start_ms)] * conversation.oversized_frames
+            # Transcription messages and insights on one timeline; at equal times the
+            # transcription message goes first, so an insight always follows its final.
+            timeline: list[tuple[int, int, int, PlannedMessage | PlannedInsight]] = [
+                (message.at_ms, 0, index, message) for index, message in enumerate(plan)
+            ]
+            timeline += [
+                (insight.at_ms, 1, index, insight)
+                for index, insight in enumerate(plan_insights(conversation.script, call))
+            ]
+            timeline.sort(key=lambda step: step[:3])
             base = loop.time()
-            for index, message in enumerate(plan):
-                due = base + message.at_ms / 1000 / conversation.speed
+            sent_messages = 0
+            sent_insights = 0
+            for at_ms, _, _, step in timeline:
+                due = base + at_ms / 1000 / conversation.speed
                 await asyncio.sleep(max(0.0, due - loop.time()))
                 if not self._current(conversation):
                     return
-                if index >= 1 and bad:
+                if isinstance(step, PlannedInsight):
+                    await self._send_insight(conversation, step, sent_insights)
+                    sent_insights += 1
+                    continue
+                if sent_messages >= 1 and bad:
                     # One bad frame before each transcript message, after the opening status.
                     await self._deliver(topic, bad.pop(0))
-                frame = envelope(topic, message.body_at(time.time()))
+                sent_messages += 1
+                frame = envelope(topic, step.body_at(time.time()))
                 delivered = await self._deliver(topic, frame)
                 with self._lock:
-                    conversation.history.append(frame)
+                    conversation.history.append((topic, frame))
                     conversation.messages_sent += 1
                     conversation.frames_delivered += delivered
             await self._publish_queue_event(conversation, connected, time.time())
@@ -580,6 +667,84 @@ class NotificationServer:
         finally:
             with self._lock:
                 conversation.done = True
+
+    async def _send_insight(
+        self, conversation: _Conversation, planned: PlannedInsight, ordinal: int
+    ) -> None:
+        """Send the `ordinal`-th insight of a replay, with the Copilot faults it is due."""
+        call = conversation.call
+        topic = suggestion_topic(call.conversation_id, planned.kind)
+        now = time.time()
+        if ordinal == 0:
+            # `copilot_bad_insights_next`: the bad events come before the first insight.
+            search_topic = suggestion_topic(call.conversation_id, "knowledge.search")
+            for index in range(conversation.copilot_bad_insights):
+                bad = bad_insight_frame(index, call, planned.utterance_id, now)
+                await self._deliver(search_topic, bad)
+        insight = planned.insight
+        search_id = (
+            self._state.issue_search_id(insight.knowledge_base_id)
+            if isinstance(insight, KnowledgeSearchInsight)
+            else ""
+        )
+        suggestion_id = str(uuid.uuid4())
+        body = suggestion_event(
+            planned, call, suggestion_id=suggestion_id, now_s=now, search_id=search_id
+        )
+        text = envelope(topic, body)
+        frame: str | bytes = text
+        if ordinal < conversation.copilot_binary_insights:
+            if ordinal == 0:
+                await self._deliver(topic, garbage_frame())
+            frame = binary_insight_frame(text, ordinal)
+        with self._lock:
+            # Known before anyone can see it, so an engagement may follow at once.
+            conversation.suggestions[suggestion_id] = _Suggestion(topic, body)
+        delivered = await self._deliver(topic, frame)
+        if ordinal < conversation.copilot_duplicates:
+            await self._deliver(topic, frame)  # the very same frame again
+        with self._lock:
+            conversation.history.append((topic, frame))
+            conversation.insights_sent += 1
+            conversation.insights_delivered += delivered
+
+    def engage(
+        self, conversation_id: str, suggestion_id: str, engagement_type: str, rating: str | None
+    ) -> bool:
+        """Apply an engagement to a suggestion this emulator sent (any thread).
+
+        Sends the suggestion's follow-up event (new `state`, same `suggestionId`) on its topic
+        before returning. False if the conversation never had that suggestion.
+        """
+        with self._lock:
+            conversation = self._conversations.get(conversation_id)
+            suggestion = (
+                conversation.suggestions.get(suggestion_id) if conversation is not None else None
+            )
+            if conversation is None or suggestion is None:
+                return False
+            suggestion.body = engaged_event(suggestion.body, engagement_type, rating, time.time())
+            topic, frame = suggestion.topic, envelope(suggestion.topic, suggestion.body)
+        loop = self._loop
+        if loop is not None:
+            try:
+                future = asyncio.run_coroutine_threadsafe(
+                    self._publish_followup(conversation, topic, frame), loop
+                )
+            except RuntimeError:  # the loop is closed: the emulator is stopping
+                return True
+            # Cancelled: the emulator is stopping; the engagement itself still counts.
+            with contextlib.suppress(
+                concurrent.futures.TimeoutError, concurrent.futures.CancelledError
+            ):
+                future.result(timeout=ENGAGEMENT_SEND_TIMEOUT_S)
+        return True
+
+    async def _publish_followup(self, conversation: _Conversation, topic: str, frame: str) -> None:
+        delivered = await self._deliver(topic, frame)
+        log.info("engagement follow-up on %s delivered to %d channel(s)", topic, delivered)
+        with self._lock:
+            conversation.history.append((topic, frame))
 
     def _current(self, conversation: _Conversation) -> bool:
         return conversation.generation == self._state.generation

@@ -29,6 +29,8 @@ RATE_LIMIT_WINDOW_S = 60.0
 #: Knowledge search ids remembered for `PATCH .../documents/search/<searchId>`; the oldest
 #: are forgotten beyond this, so a long load test does not grow the emulator without bound.
 MAX_REMEMBERED_SEARCHES = 10_000
+#: `webhook-id`s of training deliveries answered 204 remembered (for `duplicate`), likewise.
+MAX_REMEMBERED_TRAINING_IDS = 10_000
 
 
 class Faults(BaseModel):
@@ -79,6 +81,27 @@ class Faults(BaseModel):
     results_unauthorized_next: int = Field(default=0, ge=0)
     #: The next N calls with a valid token are answered 403 `not.authorized`.
     results_forbidden_next: int = Field(default=0, ge=0)
+    # --- Agent Copilot suggestion events (scripted insights); see emulator.sockets -------
+    # Each is taken whole by the next `POST /emulator/conversations`, like
+    # `malformed_frames_next`.
+    #: The next conversation sends each of its first N insights twice (the same frame: same
+    #: `suggestionId`, same body).
+    copilot_duplicate_next: int = Field(default=0, ge=0)
+    #: The next conversation sends N bad suggestion events just before its first insight, to
+    #: the knowledge search subscribers: confidence 1.7, confidence -0.2, no `suggestionId`,
+    #: no `conversationId`, topic `v2.conversations.{id}.suggestions.bogus`, cycling.
+    copilot_bad_insights_next: int = Field(default=0, ge=0)
+    #: The next conversation sends its first N insights as BINARY frames, alternately the
+    #: UTF-8 bytes of the envelope and the base64 of those bytes, after one binary garbage
+    #: frame (neither JSON nor base64).
+    copilot_binary_next: int = Field(default=0, ge=0)
+    # --- training-platform receiver (`POST /training/insights`, our own contract) --------
+    # Answered before the signature is checked, as a gateway would; every call is recorded.
+    #: The next N calls are answered 503.
+    training_error_next: int = Field(default=0, ge=0)
+    #: Every call is answered 503 while set (set it back to false to recover); the calls
+    #: do not consume `training_error_next` meanwhile.
+    training_down: bool = False
 
 
 class RestFault(enum.Enum):
@@ -207,6 +230,27 @@ class ResultsRecord(TypedDict):
     idempotency_key: str | None
 
 
+class EngagementRecord(TypedDict):
+    """One `POST /api/v2/conversations/<id>/suggestions/<id>/engagement`, whatever its answer."""
+
+    conversation_id: str
+    suggestion_id: str
+    status_code: int
+    body: Any
+
+
+class TrainingRecord(TypedDict):
+    """One `POST /training/insights` (the training-platform receiver), whatever its answer."""
+
+    #: The `webhook-id` header, if any.
+    webhook_id: str | None
+    status_code: int
+    #: The request body parsed as JSON, or None when it is not JSON.
+    body: Any
+    #: True if this `webhook-id` had already been answered 204 before this call.
+    duplicate: bool
+
+
 class Records(TypedDict):
     token_requests: list[TokenRequestRecord]
     queries: list[QueryRecord]
@@ -216,6 +260,8 @@ class Records(TypedDict):
     knowledge_searches: list[KnowledgeSearchRecord]
     knowledge_search_updates: list[KnowledgeSearchUpdateRecord]
     results: list[ResultsRecord]
+    engagements: list[EngagementRecord]
+    training: list[TrainingRecord]
 
 
 def _empty_records() -> Records:
@@ -235,6 +281,8 @@ def _empty_records() -> Records:
         "knowledge_searches": [],
         "knowledge_search_updates": [],
         "results": [],
+        "engagements": [],
+        "training": [],
     }
 
 
@@ -248,6 +296,7 @@ class EmulatorState:
         self._faults = Faults()
         self._tokens: dict[str, float] = {}  # token -> expiry on the monotonic clock
         self._searches: dict[str, str] = {}  # knowledge search id -> knowledge base id
+        self._training_answered: dict[str, None] = {}  # webhook-ids answered 204 (ordered)
         self._records = _empty_records()
         self._generation = 0
         self._window_start = time.monotonic()
@@ -426,6 +475,25 @@ class EmulatorState:
         with self._lock:
             self._records["results"].append(record)
 
+    def record_engagement(self, record: EngagementRecord) -> None:
+        with self._lock:
+            self._records["engagements"].append(record)
+
+    def training_was_answered(self, webhook_id: str | None) -> bool:
+        """True if a training delivery with this `webhook-id` was answered 204 before."""
+        with self._lock:
+            return webhook_id is not None and webhook_id in self._training_answered
+
+    def record_training(self, record: TrainingRecord) -> None:
+        """Record a training call; a 204 makes its `webhook-id` count as answered."""
+        with self._lock:
+            self._records["training"].append(record)
+            webhook_id = record["webhook_id"]
+            if record["status_code"] == 204 and webhook_id is not None:
+                self._training_answered[webhook_id] = None
+                while len(self._training_answered) > MAX_REMEMBERED_TRAINING_IDS:
+                    del self._training_answered[next(iter(self._training_answered))]
+
     # --- notification records (see emulator.notifications and emulator.sockets) ----------
 
     def record_channel(self, record: ChannelRecord) -> None:
@@ -476,7 +544,8 @@ class EmulatorState:
             self._reset_listeners.append(listener)
 
     def reset(self) -> None:
-        """Clear records and faults, forget knowledge search ids and abandon pending callbacks.
+        """Clear records and faults, forget knowledge search ids and answered training
+        webhook-ids, and abandon pending callbacks.
 
         Issued tokens stay valid.
 
@@ -486,6 +555,7 @@ class EmulatorState:
         with self._lock:
             self._records = _empty_records()
             self._searches.clear()
+            self._training_answered.clear()
             self._faults = Faults()
             self._rng.seed(self._fault_seed)
             self._generation += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -17,7 +18,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from assist.bootstrap import Services
+from assist.core.analytics import copilot as copilot_stats
 from assist.core.analytics import latency
+from assist.services.copilot import counters as copilot_counters
 from assist.stores.transcripts import StreamStatusStore
 
 LATENCY_WINDOW_S = 15 * 60
@@ -44,7 +47,9 @@ class AssistCollector(Collector):
         )
         failed.add_metric([queue.name], queue.failed_job_registry.count)
         yield failed
-        yield self._stage_latency()
+        records = self._recent_records()
+        yield self._stage_latency(records)
+        yield from self._copilot(records)
         stream = CounterMetricFamily(
             "assist_stream_events",
             "Live transcript stream: frames and utterances by outcome (dropped ones by reason)",
@@ -54,16 +59,71 @@ class AssistCollector(Collector):
             stream.add_metric([outcome], count)
         yield stream
 
-    def _stage_latency(self) -> GaugeMetricFamily:
+    def _recent_records(self) -> list[dict[str, Any]]:
+        end_ms = int(time.time() * 1000)
+        return list(
+            self._services.analytics.between(
+                end_ms - LATENCY_WINDOW_S * 1000, end_ms, LATENCY_MAX_RECORDS
+            )
+        )
+
+    def _copilot(
+        self, records: list[dict[str, Any]]
+    ) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        """Copilot insights: totals per type and sync outcome, recent latency and share <500 ms."""
+        counts = copilot_counters(self._services)
+        processed = CounterMetricFamily(
+            "assist_copilot_insights",
+            "Copilot insights processed, by insight type (all time)",
+            labels=["insight_type"],
+        )
+        fast = CounterMetricFamily(
+            "assist_copilot_insights_under_500ms",
+            "Copilot insights delivered within 500 ms of their event time, by insight type",
+            labels=["insight_type"],
+        )
+        sync = CounterMetricFamily(
+            "assist_copilot_sync",
+            "Training-platform deliveries by outcome (failed attempts, dead-lettered insights)",
+            labels=["outcome"],
+        )
+        for name, value in sorted(counts.items()):
+            family, _, label = name.partition(".")
+            if family == "processed":
+                processed.add_metric([label], value)
+            elif family == "under_500ms":
+                fast.add_metric([label], value)
+            elif family == "sync":
+                sync.add_metric([label], value)
+        yield processed
+        yield fast
+        yield sync
+        latency_gauge = GaugeMetricFamily(
+            "assist_copilot_latency_ms",
+            f"Copilot event time -> delivered, over the last {LATENCY_WINDOW_S // 60} minutes",
+            labels=["insight_type", "quantile"],
+        )
+        share = GaugeMetricFamily(
+            "assist_copilot_under_500ms_ratio",
+            f"Share of Copilot insights delivered within 500 ms, last {LATENCY_WINDOW_S // 60} "
+            "minutes",
+            labels=["insight_type"],
+        )
+        for row in copilot_stats(records):
+            for quantile, ms in (("0.5", row.p50_ms), ("0.95", row.p95_ms)):
+                if ms is not None:
+                    latency_gauge.add_metric([row.insight_type, quantile], ms)
+            if row.under_500ms is not None:
+                share.add_metric([row.insight_type], row.under_500ms)
+        yield latency_gauge
+        yield share
+
+    def _stage_latency(self, records: list[dict[str, Any]]) -> GaugeMetricFamily:
         """p50/p95 per stage over the last few minutes, from the same records as the dashboard."""
         gauge = GaugeMetricFamily(
             "assist_stage_latency_ms",
             f"Latency per stage over the last {LATENCY_WINDOW_S // 60} minutes",
             labels=["stage", "quantile"],
-        )
-        end_ms = int(time.time() * 1000)
-        records = self._services.analytics.between(
-            end_ms - LATENCY_WINDOW_S * 1000, end_ms, LATENCY_MAX_RECORDS
         )
         for stage in latency(records):
             for quantile, value in (("0.5", stage.p50_ms), ("0.95", stage.p95_ms)):

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from assist.core.analytics import (
     Acceptance,
     DismissedRow,
+    InsightTypeStats,
     RateRow,
     StageLatency,
     Totals,
@@ -175,6 +176,11 @@ class _DismissedRows(BaseModel):
     rows: list[DismissedRow]
 
 
+class _CopilotFigures(BaseModel):
+    by_type: list[InsightTypeStats]
+    counters: dict[str, int]
+
+
 class AnalyticsSummaryView(_Range):
     """`GET /v1/analytics/summary`: every figure of the dashboard."""
 
@@ -183,6 +189,7 @@ class AnalyticsSummaryView(_Range):
     latency: _LatencyStages
     dismissed: _DismissedRows
     totals: Totals
+    copilot: _CopilotFigures
 
 
 class HealthView(BaseModel):

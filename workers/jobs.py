@@ -9,6 +9,7 @@ from typing import Any
 
 from assist.services import (
     analytics,
+    copilot,
     keywords,
     knowledge,
     results_webhook,
@@ -70,6 +71,33 @@ def results_delivery_failed(job: Any, connection: Any, exc_type: Any, exc: Any, 
 def report_knowledge_answer(conversation_id: str, document_id: str) -> bool:
     """Tell Genesys which knowledge search result the agent accepted."""
     return knowledge.report_answer(services(), conversation_id, document_id)
+
+
+@job
+def process_insight(insight: dict[str, Any], received_at: str) -> bool:
+    """C5: score, rank and deliver one Copilot insight."""
+    return copilot.process(services(), insight, received_at)
+
+
+@job
+def sync_insight(payload: dict[str, Any]) -> None:
+    """C5: deliver one processed insight to the training platform."""
+    copilot.sync_training(services(), payload)
+
+
+def insight_sync_failed(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:
+    """RQ failure callback: dead-letter the insight once its last attempt has failed."""
+    if job.retries_left:
+        return
+    copilot.sync_dead_letter(services(), job.args[0], f"{exc_type.__name__}: {exc}")
+
+
+@job
+def report_copilot_engagement(
+    conversation_id: str, suggestion_id: str, engagement: dict[str, Any]
+) -> None:
+    """C5: tell Genesys what the agent did with a Copilot suggestion."""
+    copilot.report_engagement(services(), conversation_id, suggestion_id, engagement)
 
 
 @job

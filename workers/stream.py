@@ -15,7 +15,10 @@ events/s on 2 cores); several share Redis's fsyncs and the round trips overlap.
 - At start it follows `v2.routing.queues.{id}.conversations` for `ASSIST_STREAM_QUEUE_IDS`
   and resubscribes the conversations a previous run was following (kept in Redis).
 - A queue event about a new voice conversation subscribes its
-  `v2.conversations.{id}.transcription`; `SESSION_ENDED` unsubscribes it. When the queue
+  `v2.conversations.{id}.transcription` and, with `ASSIST_COPILOT_TOPICS`, its
+  `v2.conversations.{id}.suggestions.<topic>` Copilot topics; `SESSION_ENDED` unsubscribes
+  them. Copilot events are validated, filtered and deduplicated here and processed by the
+  workers (`assist.services.copilot`). When the queue
   reports the call ended but no `SESSION_ENDED` arrives within `ASSIST_STREAM_END_GRACE_S`,
   the conversation is closed and unsubscribed anyway.
 - Everything blocking (Redis, RQ, the audit file, Genesys REST) runs in worker threads, so
@@ -66,7 +69,9 @@ from assist.adapters.genesys.schemas import (
     transcription_topic,
 )
 from assist.bootstrap import Services, build_services
+from assist.core.insights import is_suggestion_topic
 from assist.logconfig import configure_logging, get_logger
+from assist.services import copilot
 from assist.services.transcripts import TranscriptIngestor
 from assist.settings import get_settings
 from assist.stores.redis_client import REDIS_UNAVAILABLE_ERRORS
@@ -198,7 +203,7 @@ class StreamProcess:
         """Resubscribe what a previous run followed (waits for Redis if it is down)."""
         followed = await self._blocking(self.ingestor.followed, what="resume")
         for conversation_id in followed:
-            self.client.subscribe(transcription_topic(conversation_id))
+            self._follow(conversation_id)
         if followed:
             log.info("stream.resumed", conversations=len(followed))
 
@@ -252,6 +257,8 @@ class StreamProcess:
         topic = item.topic
         if transcription_conversation_id(topic) is not None:
             await self._transcription(item)
+        elif is_suggestion_topic(topic):
+            await self._insight(item)
         elif queue_id_of(topic) is not None:
             await self._queue_event(item)
         else:
@@ -271,6 +278,38 @@ class StreamProcess:
         if result.session_ended and result.conversation_id:
             self._unfollow(result.conversation_id, "session_ended")
 
+    async def _insight(self, event: NotificationEvent) -> None:
+        outcome = await self._blocking(
+            copilot.ingest,
+            self.services,
+            event.topic,
+            event.envelope.event_body,
+            event.received_at,
+            what="insight",
+        )
+        self.stats.update(outcome.counts)
+        if outcome.rejection is not None:
+            self._dropped(
+                f"insight_{outcome.rejection.reason}",
+                outcome.conversation_id,
+                str(outcome.rejection),
+                event.size,
+            )
+
+    def _topics_of(self, conversation_id: str) -> list[str]:
+        """The conversation's transcription topic, then its Copilot topics."""
+        return [
+            transcription_topic(conversation_id),
+            *(
+                f"v2.conversations.{conversation_id}.suggestions.{kind}"
+                for kind in self.settings.copilot_topics
+            ),
+        ]
+
+    def _follow(self, conversation_id: str) -> bool:
+        subscribed = [self.client.subscribe(topic) for topic in self._topics_of(conversation_id)]
+        return subscribed[0]
+
     async def _queue_event(self, event: NotificationEvent) -> None:
         discovery = await self._blocking(
             self.ingestor.ingest_queue_event, event.envelope, what="queue_event"
@@ -289,7 +328,7 @@ class StreamProcess:
             return
         topic = transcription_topic(cid)
         if discovery.follow and topic not in self.client.topics:
-            if self.client.subscribe(topic):
+            if self._follow(cid):
                 self.stats["conversations.followed"] += 1
                 log.info("stream.following", conversation_id=cid, queue_id=discovery.queue_id)
         elif discovery.ended and topic in self.client.topics and cid not in self._end_timers:
@@ -309,7 +348,9 @@ class StreamProcess:
             timer.cancel()
         topic = transcription_topic(conversation_id)
         if topic in self.client.topics:
-            self.client.unsubscribe(topic)
+            for each in self._topics_of(conversation_id):
+                if each in self.client.topics:
+                    self.client.unsubscribe(each)
             self.stats["conversations.unfollowed"] += 1
             log.info("stream.unfollowed", conversation_id=conversation_id, reason=reason)
 

@@ -85,6 +85,17 @@ class Totals(BaseModel):
     acceptance_rate: float | None
 
 
+class InsightTypeStats(BaseModel):
+    """Copilot insights of one type (or all): how many, how fast from event to feed."""
+
+    insight_type: str
+    count: int
+    delivered: int
+    p50_ms: float | None
+    p95_ms: float | None
+    under_500ms: float | None
+
+
 class Summary(BaseModel):
     start: datetime
     end: datetime
@@ -93,6 +104,7 @@ class Summary(BaseModel):
     latency: list[StageLatency]
     dismissed: list[DismissedRow]
     totals: Totals
+    copilot: list[InsightTypeStats] = []
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:
@@ -295,6 +307,36 @@ def latency(records: Iterable[Mapping[str, Any]]) -> list[StageLatency]:
     ]
 
 
+def copilot(records: Iterable[Mapping[str, Any]]) -> list[InsightTypeStats]:
+    """Per insight type, then "all": count, delivered, latency p50/p95, share under 500 ms."""
+    samples: dict[str, list[float]] = defaultdict(list)
+    delivered: dict[str, int] = defaultdict(int)
+    for record in records:
+        if record.get("type") != "insight_processed":
+            continue
+        data = record.get("data", {})
+        latency_ms = data.get("latency_ms")
+        if latency_ms is None:
+            continue
+        for key in (str(data.get("insight_type", "other")), "all"):
+            samples[key].append(float(latency_ms))
+            delivered[key] += bool(data.get("delivered"))
+    rows = []
+    for key in sorted(samples, key=lambda k: (k == "all", k)):
+        values = samples[key]
+        rows.append(
+            InsightTypeStats(
+                insight_type=key,
+                count=len(values),
+                delivered=delivered[key],
+                p50_ms=percentile(values, 0.5),
+                p95_ms=percentile(values, 0.95),
+                under_500ms=_rate(sum(v <= 500 for v in values), len(values)),
+            )
+        )
+    return rows
+
+
 def summarize(records: Sequence[Mapping[str, Any]], start: datetime, end: datetime) -> Summary:
     pairs = _feedback_pairs(records)
     displayed = sum(p.displayed for p in pairs.values())
@@ -306,6 +348,7 @@ def summarize(records: Sequence[Mapping[str, Any]], start: datetime, end: dateti
         volume=volume(records, start, end),
         latency=latency(records),
         dismissed=dismissed(pairs),
+        copilot=copilot(records),
         totals=Totals(
             requests=sum(1 for r in records if r.get("type") == "query_requested"),
             displayed=displayed,

@@ -36,6 +36,9 @@ class EventType(StrEnum):
     KEYWORDS_DETECTED = "keywords_detected"
     KNOWLEDGE_SEARCHED = "knowledge_searched"
     KNOWLEDGE_ANSWER_REPORTED = "knowledge_answer_reported"
+    INSIGHT_PROCESSED = "insight_processed"
+    INSIGHT_SYNC_FAILED = "insight_sync_failed"
+    INSIGHT_ENGAGEMENT_REPORTED = "insight_engagement_reported"
     RESULTS_DELIVERED = "results_delivered"
     RESULTS_DELIVERY_FAILED = "results_delivery_failed"
 

@@ -10,6 +10,7 @@ from assist.bootstrap import Services
 from assist.core.audit import EventType, RecordEvent
 from assist.core.models import FeedbackAction, Rating, elapsed_ms, utcnow
 from assist.errors import NotFoundError
+from assist.services.copilot import copilot_suggestion_ids, engagement_of
 from assist.services.knowledge import GENESYS_KNOWLEDGE
 
 
@@ -47,6 +48,7 @@ def record_feedback(services: Services, command: FeedbackCommand) -> bool:
     changed = services.feedback.record(
         command.conversation_id, command.suggestion_id, command.action
     )
+    _report_to_copilot(services, command, [suggestion.id, *suggestion.merged_ids])
     if (
         changed
         and command.action is FeedbackAction.ACCEPTED
@@ -77,3 +79,18 @@ def record_feedback(services: Services, command: FeedbackCommand) -> bool:
         )
     )
     return changed
+
+
+def _report_to_copilot(services: Services, command: FeedbackCommand, ids: list[str]) -> None:
+    """Engagements on Copilot suggestions go back to Genesys (opened, copied, dismissed, rated)."""
+    engagement = engagement_of(command.action, command.rating)
+    if engagement is None or not services.settings.copilot_topics:
+        return
+    for suggestion_id in copilot_suggestion_ids(services, command.conversation_id, ids):
+        services.queue.enqueue(
+            "report_copilot_engagement",
+            command.conversation_id,
+            suggestion_id,
+            engagement,
+            retry=Retry(max=3, interval=[2, 10, 60]),
+        )

@@ -15,10 +15,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from rq import Retry
-from standardwebhooks import Webhook
 
+from assist.adapters.signed_webhook import WebhookDeliveryError, post_signed
 from assist.bootstrap import Services
 from assist.core.audit import EventType, RecordEvent
 from assist.core.transcripts import Utterance
@@ -55,22 +54,16 @@ def enqueue_sync(services: Services, utterance: Utterance) -> str | None:
 
 def deliver(services: Services, payload: dict[str, Any]) -> None:
     settings = services.settings
-    body = json.dumps({"type": "utterance.final", "utterance": payload}, separators=(",", ":"))
-    msg_id = message_id(payload)
-    headers = {"Content-Type": "application/json", "webhook-id": msg_id}
-    secret = settings.utterance_webhook_secret.get_secret_value()
-    if secret:
-        now = datetime.now(UTC)
-        headers["webhook-timestamp"] = str(int(now.timestamp()))
-        headers["webhook-signature"] = Webhook(secret).sign(msg_id, now, body)
     try:
-        response = services.http_client.post(
-            settings.utterance_webhook_url, content=body, headers=headers
+        post_signed(
+            services.http_client,
+            settings.utterance_webhook_url,
+            secret=settings.utterance_webhook_secret.get_secret_value(),
+            message_id=message_id(payload),
+            payload={"type": "utterance.final", "utterance": payload},
         )
-    except httpx.TransportError as exc:
-        raise UtteranceSyncError(f"utterance webhook unreachable: {exc!r}") from exc
-    if response.status_code >= 300:
-        raise UtteranceSyncError(f"utterance webhook answered {response.status_code}")
+    except WebhookDeliveryError as exc:
+        raise UtteranceSyncError(f"utterance webhook: {exc}") from exc
     services.recorder.record(
         RecordEvent.create(
             EventType.UTTERANCE_SYNCED,

@@ -127,6 +127,15 @@ class Keys:
         """Hash: document id -> the Genesys knowledge search that found it (for the PATCH)."""
         return self._key("conversation", conversation_id, "knowledge-searches")
 
+    # --- Copilot insights (C5) ----------------------------------------------------------
+    def copilot_seen(self, conversation_id: str) -> str:
+        """Hash: Copilot suggestionId -> its last state (dedup, and which ids are Copilot's)."""
+        return self._key("conversation", conversation_id, "copilot")
+
+    def copilot_counters(self) -> str:
+        """Hash: Copilot counters per insight type (processed, under 500 ms) and sync outcomes."""
+        return self._key("copilot", "counters")
+
     # --- keywords and entities (C3) ------------------------------------------------------
     def keyword_buffer(self, conversation_id: str) -> str:
         """List of final customer fragments (JSON) waiting to be analysed together."""

@@ -674,6 +674,8 @@ def test_records_endpoint_and_reset(client: httpx.Client, receiver: Receiver) ->
         "knowledge_searches",
         "knowledge_search_updates",
         "results",
+        "engagements",
+        "training",
     }
     assert records["token_requests"] == [{"client_id": CLIENT_ID, "ok": True, "status": 200}]
     assert [q["id"] for q in records["queries"]] == [query_id]
@@ -691,6 +693,8 @@ def test_records_endpoint_and_reset(client: httpx.Client, receiver: Receiver) ->
         "knowledge_searches": [],
         "knowledge_search_updates": [],
         "results": [],
+        "engagements": [],
+        "training": [],
         "notifications": {
             "channels": [],
             "channels_removed": [],

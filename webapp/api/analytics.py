@@ -12,6 +12,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from assist.core.analytics import Summary
 from assist.errors import FieldValidationError
+from assist.services import copilot
 from assist.services.dashboard import summary, time_range
 from webapp.inputs import require_desk_token
 from webapp.schemas import (
@@ -21,6 +22,7 @@ from webapp.schemas import (
     LatencyView,
     VolumeView,
 )
+from webapp.services import services
 
 bp = Blueprint("analytics", __name__)
 _DATETIME = TypeAdapter(datetime)
@@ -66,6 +68,7 @@ def analytics_summary() -> Response:
             latency={"stages": result.latency},
             dismissed={"rows": result.dismissed},
             totals=result.totals,
+            copilot={"by_type": result.copilot, "counters": copilot.figures(services())},
         )
     )
 

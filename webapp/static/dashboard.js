@@ -88,6 +88,24 @@
     ], { heading: "Stage", draw: (s) => bar(s.p50_ms || 0, max, "", s.p95_ms || 0) });
   }
 
+  function copilot(container, note, figures) {
+    const rows = figures.by_type.map((r) => ({ ...r, key: r.insight_type, label: r.insight_type }));
+    const max = Math.max(0, ...rows.map((r) => r.p95_ms || r.p50_ms || 0));
+    barTable(container, rows, [
+      { heading: "p50", cls: "p50", value: (r) => ms(r.p50_ms) },
+      { heading: "p95", cls: "p95", value: (r) => ms(r.p95_ms) },
+      { heading: "<500 ms", cls: "rate", value: (r) => pct(r.under_500ms) },
+      { heading: "n", cls: "count", value: (r) => count(r.count) },
+    ], { heading: "Insight type", draw: (r) => bar(r.p50_ms || 0, max, "", r.p95_ms || 0) });
+    const c = figures.counters;
+    const filtered = c["insights.filtered"] || 0;
+    const dropped = Object.entries(c).filter(([k]) => k.startsWith("dropped.insight_"))
+      .reduce((sum, [, v]) => sum + v, 0);
+    note.textContent = `Filtered out: ${count(filtered)} · rejected: ${count(dropped)} · ` +
+      `duplicates: ${count(c["insights.duplicate"] || 0)} · training sync failed attempts: ` +
+      `${count(c["sync.failed"] || 0)}, dead-lettered: ${count(c["sync.dead_lettered"] || 0)}`;
+  }
+
   function dismissed(container, rows) {
     const max = Math.max(0, ...rows.map((r) => r.dismissed));
     barTable(container, rows, [
@@ -193,6 +211,7 @@
       volume($("[data-testid=volume]"), data.volume);
       latency($("[data-testid=latency]"), data.latency.stages);
       dismissed($("[data-testid=dismissed]"), data.dismissed.rows);
+      copilot($("[data-testid=copilot]"), $("[data-testid=copilot-counters]"), data.copilot);
       status.textContent = `${new Date(data.from).toLocaleString()} – ${new Date(data.to).toLocaleString()}`;
       document.body.dataset.state = "ready";
     } catch (err) {

@@ -37,8 +37,10 @@ Two layers:
   a full set opens another channel, up to `max_channels` (Genesys: 20); beyond that the topic
   is refused and logged.
 
-Frames are checked here, before anything else sees them: binary frames, frames larger than
-`max_frame_bytes`, invalid JSON and invalid envelopes become `DroppedFrame`s; data topics
+Frames are checked here, before anything else sees them. A binary frame is read as the UTF-8
+bytes of a JSON envelope, or as the base64 of them; anything else in a binary frame is
+dropped as `binary`. Frames larger than `max_frame_bytes`, invalid JSON and invalid
+envelopes become `DroppedFrame`s as well; data topics
 become `NotificationEvent`s. Both go to the `sink` (the stream process's queue), which
 counts, logs and processes them, so this module does no Redis I/O of its own.
 
@@ -51,6 +53,8 @@ close the socket (code 1009), which is counted as `oversized` and followed by a 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import enum
 import hashlib
@@ -341,6 +345,28 @@ def _message(response: httpx.Response) -> str:
 
 
 # --- what the socket produces ------------------------------------------------------------
+
+
+def decode_binary_frame(frame: bytes) -> str | None:
+    """The JSON text a binary frame carries (raw UTF-8, or base64 of it); None otherwise."""
+    for candidate in (frame, _unbase64(frame)):
+        if candidate is None:
+            continue
+        try:
+            text = candidate.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        stripped = text.lstrip()
+        if stripped.startswith(("{", "[")):
+            return text
+    return None
+
+
+def _unbase64(frame: bytes) -> bytes | None:
+    try:
+        return base64.b64decode(frame, validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 class DropReason(enum.StrEnum):
@@ -690,11 +716,25 @@ class ChannelSession:
         channel_id = self.open.id if self.open else ""
         received_at = datetime.now(UTC)
         if isinstance(frame, bytes):
-            text = frame[:4096].decode("utf-8", "replace")
-            await self._client.sink(
-                DroppedFrame(DropReason.BINARY, len(frame), channel_id, conversation_id_in(text))
-            )
-            return None
+            if len(frame) > self._config.max_frame_bytes * 2:  # checked again once decoded
+                text = frame[:4096].decode("utf-8", "replace")
+                await self._client.sink(
+                    DroppedFrame(
+                        DropReason.OVERSIZED, len(frame), channel_id, conversation_id_in(text)
+                    )
+                )
+                return None
+            decoded = decode_binary_frame(frame)
+            if decoded is None:
+                text = frame[:4096].decode("utf-8", "replace")
+                await self._client.sink(
+                    DroppedFrame(
+                        DropReason.BINARY, len(frame), channel_id, conversation_id_in(text)
+                    )
+                )
+                return None
+            self._client.stats["binary_frames_decoded"] += 1
+            frame = decoded
         size = frame_size(frame)
         if size > self._config.max_frame_bytes:
             await self._client.sink(
