@@ -37,6 +37,7 @@ class EventType(StrEnum):
     KNOWLEDGE_SEARCHED = "knowledge_searched"
     KNOWLEDGE_ANSWER_REPORTED = "knowledge_answer_reported"
     INSIGHT_PROCESSED = "insight_processed"
+    INSIGHT_FILTERED = "insight_filtered"
     INSIGHT_SYNC_FAILED = "insight_sync_failed"
     INSIGHT_ENGAGEMENT_REPORTED = "insight_engagement_reported"
     RESULTS_DELIVERED = "results_delivered"

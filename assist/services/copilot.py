@@ -93,9 +93,20 @@ def ingest(services: Services, topic: str, body: Any, received_at: datetime) -> 
         return outcome
     settings = services.settings
     scoring = settings.copilot_scoring
-    if insight.is_new and not settings.copilot_insight_filter.keeps(scoring.facts(insight)):
+    facts = scoring.facts(insight)
+    if insight.is_new and not settings.copilot_insight_filter.keeps(facts):
         outcome.count("insights.filtered")
-        outcome.count(f"insights.filtered.{scoring.insight_type(insight)}")
+        outcome.count(f"insights.filtered.{facts['insight_type']}")
+        services.recorder.record(
+            RecordEvent.create(
+                EventType.INSIGHT_FILTERED,
+                conversation_id=insight.conversation_id,
+                suggestion_id=insight.suggestion_id,
+                event_type=facts["event_type"],
+                insight_type=facts["insight_type"],
+                confidence=facts["confidence"],
+            )
+        )
         return outcome
     seen_key = services.redis.keys.copilot_seen(insight.conversation_id)
     ttl_s = settings.request_ttl_s
