@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -58,4 +59,25 @@ def test_an_endpoint_outage_loses_nothing_and_sends_nothing_twice(system: System
 def test_large_backlogs_go_in_batches(system: System) -> None:
     ids = record_many(system, 1203)
     assert deliver_pending(system.services) == 1203
+    assert [e["event_id"] for e in delivered(system)] == ids
+
+
+def test_a_job_that_finds_delivery_busy_does_not_wait_and_nothing_is_stranded(
+    system: System,
+) -> None:
+    ids = record_many(system, 4)
+    holder = system.services.analytics.delivery_lock(60)
+    assert holder.acquire(blocking=False)
+    try:
+        started = time.monotonic()
+        assert deliver_pending(system.services) == 0
+        assert time.monotonic() - started < 1.0, "the job waited for the lock"
+        scheduled = system.services.queue.queue.scheduled_job_registry.get_job_ids()
+        assert len(scheduled) == 1
+        assert delivered(system) == []
+    finally:
+        holder.release()
+    # The successor, once due, sends what was waiting.
+    time.sleep(1.1)
+    system.run_due_jobs()
     assert [e["event_id"] for e in delivered(system)] == ids
