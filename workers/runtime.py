@@ -85,8 +85,16 @@ def job(func: Callable[P, R]) -> Callable[P, R]:
             )
             raise
         finally:
+            queued_ms = None
+            if current is not None and current.enqueued_at and current.started_at:
+                # Time spent waiting for a worker: what a queue that is too busy shows first.
+                waited = current.started_at - current.enqueued_at
+                queued_ms = round(waited.total_seconds() * 1000, 1)
             log.info(
-                "job", outcome=outcome, duration_ms=round((time.perf_counter() - started) * 1000, 2)
+                "job",
+                outcome=outcome,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                queued_ms=queued_ms,
             )
             structlog.contextvars.clear_contextvars()
 
