@@ -92,7 +92,7 @@ def build_services(settings: Settings) -> Services:
         idempotency=IdempotencyStore(redis, ttl_s=settings.idempotency_ttl_s),
         analytics=analytics,
         recorder=Recorder(
-            AuditLog(settings.audit_log_path),
+            AuditLog(settings.audit_log_path, rotate=settings.audit_rotate),
             analytics,
             queue,
             redis,

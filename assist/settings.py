@@ -116,6 +116,11 @@ class Settings(BaseSettings):
 
     # --- records -------------------------------------------------------------------------
     audit_log_path: str = "var/audit.jsonl"
+    audit_rotate: Literal["daily", "never"] = Field(
+        default="daily",
+        description="daily: the first write of a UTC day renames the log to <stem>-<date>.jsonl "
+        "and the hash chain continues in a new file.",
+    )
     analytics_url: str = ""
     analytics_token: SecretStr = SecretStr("")
     analytics_stream_maxlen: int = Field(default=100_000, ge=100)

@@ -29,6 +29,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "genesys_client_id": CLIENT_ID,
         "genesys_client_secret": CLIENT_SECRET,
         "audit_log_path": str(tmp_path / "audit.jsonl"),
+        # Tests read one audit file; a run across UTC midnight must not rotate it away.
+        "audit_rotate": "never",
         "redis_url": "redis://127.0.0.1:1/0",
         "genesys_api_base_url": "http://127.0.0.1:1",
         "genesys_login_base_url": "http://127.0.0.1:1",

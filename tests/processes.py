@@ -65,6 +65,7 @@ class ProcessSystem:
             "ASSIST_GENESYS_CLIENT_ID": CLIENT_ID,
             "ASSIST_GENESYS_CLIENT_SECRET": CLIENT_SECRET,
             "ASSIST_AUDIT_LOG_PATH": str(self.audit_path),
+            "ASSIST_AUDIT_ROTATE": "never",
             "ASSIST_ANALYTICS_URL": f"{self.emulator_url}/analytics/events",
             "ASSIST_WORKER_CLASS": worker_class,
             "ASSIST_WORKER_MAINTENANCE_INTERVAL_S": "5",

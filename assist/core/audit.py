@@ -7,6 +7,7 @@ one JSONL audit line and one analytics record. Nothing in here writes anywhere.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import datetime
@@ -84,3 +85,63 @@ class RecordEvent(BaseModel):
     def to_audit_line(self) -> str:
         """One JSONL line (no newline inside, ending in one)."""
         return json.dumps(self.to_record(), separators=(",", ":"), sort_keys=True) + "\n"
+
+
+# --- the hash chain (tamper evidence) ------------------------------------------------------------
+
+GENESIS = "0" * 64
+_CHAIN_FIELDS = ("prev_hash", "hash")
+
+
+def _canonical(record: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in record.items() if k not in _CHAIN_FIELDS}
+    return json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def chain_hash(prev_hash: str, record: dict[str, Any]) -> str:
+    """sha256 over the previous line's hash and this record (without its chain fields)."""
+    return hashlib.sha256(prev_hash.encode() + b"\n" + _canonical(record)).hexdigest()
+
+
+def chained_line(record: dict[str, Any], prev_hash: str) -> tuple[str, str]:
+    """(the JSONL line with `prev_hash` and `hash`, its hash)."""
+    digest = chain_hash(prev_hash, record)
+    line = json.dumps(
+        {**record, "prev_hash": prev_hash, "hash": digest},
+        separators=(",", ":"),
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return line + "\n", digest
+
+
+class ChainBreak(ValueError):
+    """Where a chain stops holding: the 1-based line number and why."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line = line
+        self.reason = reason
+
+
+def verify_chain(lines: list[str], prev_hash: str = GENESIS) -> str:
+    """Check each line against the one before; returns the last hash or raises `ChainBreak`.
+
+    A line that was edited no longer matches its own hash; a line removed or inserted breaks
+    the `prev_hash` of the line after it.
+    """
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise ChainBreak(number, "not JSON") from None
+        if not isinstance(record, dict) or not all(f in record for f in _CHAIN_FIELDS):
+            raise ChainBreak(number, "no prev_hash/hash fields")
+        if record["prev_hash"] != prev_hash:
+            raise ChainBreak(
+                number, "prev_hash does not match the previous line (removed or reordered lines)"
+            )
+        if chain_hash(prev_hash, record) != record["hash"]:
+            raise ChainBreak(number, "content does not match its hash (edited line)")
+        prev_hash = record["hash"]
+    return prev_hash

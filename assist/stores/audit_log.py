@@ -1,35 +1,129 @@
-"""Append-only JSONL audit log, safe with several writer processes.
+"""Append-only, tamper-evident JSONL audit log, safe with several writer processes.
 
-Each event is one line written with a single `write` on a file opened with `O_APPEND`, under
-an exclusive `flock`. O_APPEND makes every write land at the end of the file; the lock keeps
-a long line from interleaving with another process's line on filesystems where large appends
-are not atomic. Events arrive already redacted (`RecordEvent.create`).
+Each event is one line, written with a single `write` on a file opened with `O_APPEND`, under
+an exclusive `flock`, so lines from several processes never interleave.
+
+Every line carries `prev_hash` (the `hash` of the line before it) and `hash`: sha256 over
+`prev_hash` and the record (`assist.core.audit.chain_hash`). Editing, removing or reordering a
+line breaks the chain at that point, and `assist-audit verify` names the first broken line.
+The previous hash is read from the file's last line under the same lock that guards the
+append, so concurrent writers extend one chain.
+
+Daily rotation (`ASSIST_AUDIT_ROTATE=daily`, the default): the first write of a new UTC day
+renames the file to `<stem>-<YYYY-MM-DD><suffix>` (the day of its last write) and starts a new
+one whose first line chains to the last line of the rotated file, so the chain runs across
+files. Events arrive already redacted (`RecordEvent.create`).
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
-from assist.core.audit import RecordEvent
+from assist.core.audit import GENESIS, RecordEvent, chained_line
+
+#: How far from the end of a file the last line is looked for.
+TAIL_BYTES = 64 * 1024
+
+
+def rotated_name(path: Path, day: str) -> Path:
+    return path.with_name(f"{path.stem}-{day}{path.suffix}")
+
+
+def last_hash(fd: int) -> str | None:
+    """The `hash` of the last line of an open file, None if it has no (chained) line."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return None
+    start = max(0, size - TAIL_BYTES)
+    tail = os.pread(fd, size - start, start)
+    lines = tail.rstrip(b"\n").split(b"\n")
+    try:
+        record = json.loads(lines[-1])
+    except ValueError:
+        return None
+    value = record.get("hash") if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None
 
 
 class AuditLog:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, rotate: Literal["daily", "never"] = "daily") -> None:
         self.path = Path(path)
+        self.rotate = rotate
 
     def append(self, event: RecordEvent) -> None:
-        data = event.to_audit_line().encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        with self._locked_file() as fd:
+            prev = last_hash(fd) or self._carried_hash() or GENESIS
+            line, _ = chained_line(event.to_record(), prev)
+            data = line.encode()
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+
+    def _locked_file(self) -> _Locked:
+        return _Locked(self)
+
+    def _carried_hash(self) -> str | None:
+        """The last hash of the newest rotated file, for a fresh file after a rotation."""
+        rotated = sorted(self.path.parent.glob(f"{self.path.stem}-*{self.path.suffix}"))
+        if not rotated:
+            return None
+        fd = os.open(rotated[-1], os.O_RDONLY)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                written = 0
-                while written < len(data):
-                    written += os.write(fd, data[written:])
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            return last_hash(fd)
         finally:
             os.close(fd)
+
+
+class _Locked:
+    """Open the current file under an exclusive lock, rotating it first when the day changed."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self._log = log
+        self._fd = -1
+
+    def __enter__(self) -> int:
+        path = self._log.path
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # Another process may have rotated the file while we waited for the lock.
+            if os.fstat(fd).st_ino != _inode(path):
+                os.close(fd)
+                continue
+            if self._log.rotate == "daily" and self._rotate_if_old(fd):
+                os.close(fd)  # the lock goes with it; the next loop opens the new file
+                continue
+            self._fd = fd
+            return fd
+
+    def _rotate_if_old(self, fd: int) -> bool:
+        stat = os.fstat(fd)
+        if stat.st_size == 0:
+            return False
+        last_day = datetime.fromtimestamp(stat.st_mtime, UTC).date()
+        if last_day >= datetime.now(UTC).date():
+            return False
+        target = rotated_name(self._log.path, last_day.isoformat())
+        if target.exists():  # never overwrite a rotated file
+            target = target.with_name(f"{target.stem}.{stat.st_ino}{target.suffix}")
+        os.rename(self._log.path, target)
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self._fd)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None

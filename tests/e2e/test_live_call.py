@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from assist.core.audit import verify_chain
 from tests.processes import DESK_TOKEN, ProcessSystem
 
 pytestmark = pytest.mark.e2e
@@ -85,3 +86,11 @@ def test_a_scripted_call_puts_keyword_cards_on_the_feed(system: ProcessSystem) -
     assert not any("4 4 7 1 9 2 3 0" in line for line in window), "account number not redacted?"
     metrics = system.desk.get("/metrics").text
     assert "assist_stream_events_total" in metrics
+
+
+def test_the_audit_written_by_every_process_is_one_unbroken_chain(system: ProcessSystem) -> None:
+    # web, worker and stream all appended to the same file during this module's call.
+    lines = system.audit_path.read_text().splitlines()
+    writers = {json.loads(line)["type"] for line in lines}
+    assert {"utterance_received", "keywords_detected"} <= writers
+    verify_chain(lines)

@@ -6,7 +6,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
-from assist.core.audit import EventType, RecordEvent
+from assist.core.audit import EventType, RecordEvent, verify_chain
 from assist.stores.audit_log import AuditLog
 
 PROCESSES = 4
@@ -47,7 +47,11 @@ def test_appended_events_are_json_lines_in_order(tmp_path: Path) -> None:
     for event in events:
         log.append(event)
     lines = read_lines(path)
-    assert [json.loads(line) for line in lines] == [e.to_record() for e in events]
+    unchained = [
+        {k: v for k, v in json.loads(line).items() if k not in ("prev_hash", "hash")}
+        for line in lines
+    ]
+    assert unchained == [e.to_record() for e in events]
     assert json.loads(lines[0])["data"]["transcript"] == "[EMAIL]"
 
 
@@ -84,3 +88,5 @@ def test_concurrent_writer_processes_leave_whole_lines(tmp_path: Path) -> None:
         seen.add(record["request_id"])
     expected = {f"w{w}-{i}" for w in range(PROCESSES) for i in range(EVENTS_PER_PROCESS)}
     assert seen == expected
+    # Four processes extended one hash chain.
+    verify_chain(lines)
