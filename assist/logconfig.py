@@ -18,15 +18,39 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from assist.core.redaction import redact_value
+from assist.core.redaction import REDACTED_SECRET, redact_value
 from assist.settings import Settings
 
-_configured_with: tuple[str, str] | None = None
+_configured_with: tuple[str, str, tuple[str, ...]] | None = None
+
+
+#: Shorter configured values (e.g. an empty-ish test token) would mask ordinary words.
+MIN_SECRET_CHARS = 8
 
 
 def redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     redacted: EventDict = redact_value(dict(event_dict))
     return redacted
+
+
+class SecretMasker:
+    """Last step of rendering: the configured secrets' values never reach the output.
+
+    `redact_event` drops fields named like credentials; this catches a secret's value wherever
+    it ended up (an exception message, a URL, a library's own log line).
+    """
+
+    def __init__(self, secrets: list[str]) -> None:
+        # Longest first, so a secret that contains another is masked whole.
+        self._secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET_CHARS}, key=len)[::-1]
+
+    def __call__(self, _logger: WrappedLogger, _method: str, rendered: Any) -> Any:
+        if not isinstance(rendered, str) or not self._secrets:
+            return rendered
+        for secret in self._secrets:
+            if secret in rendered:
+                rendered = rendered.replace(secret, REDACTED_SECRET)
+        return rendered
 
 
 def _renderer(settings: Settings) -> Processor:
@@ -41,7 +65,8 @@ def _renderer(settings: Settings) -> Processor:
 def configure_logging(settings: Settings, *, force: bool = False) -> None:
     """Configure structlog and the root logger once per process (again only with `force`)."""
     global _configured_with
-    key = (settings.log_format, settings.log_level)
+    secrets = settings.secret_values()
+    key = (settings.log_format, settings.log_level, tuple(sorted(secrets)))
     if _configured_with == key and not force:
         return
     shared: list[Processor] = [
@@ -74,6 +99,7 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             *exception_processors,
             renderer,
+            SecretMasker(secrets),
         ],
     )
     handler = logging.StreamHandler(sys.stdout)

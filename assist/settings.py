@@ -28,6 +28,16 @@ from assist.core.insights import (
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
 
+#: The secrets `.env.example` ships for the development system: refused in production (a test
+#: keeps this list equal to the example's secret values).
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "dev-desk-token",
+        "demo-secret",
+        "whsec_EIvYBSq82SpIf8kOR41fBTNqWxw58aSw",
+    }
+)
+
 
 def _split_commas(value: object) -> object:
     if isinstance(value, str):
@@ -426,6 +436,48 @@ class Settings(BaseSettings):
         if self.stream_backoff_max_s < self.stream_backoff_base_s:
             raise ValueError("ASSIST_STREAM_BACKOFF_MAX_S must be >= ASSIST_STREAM_BACKOFF_BASE_S")
         return self
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret's value (for masking them in logs)."""
+        values = [
+            *(s.get_secret_value() for s in self.desk_tokens),
+            *(s.get_secret_value() for s in self.callback_secrets),
+            *(s.get_secret_value() for s in self.callback_shared_secrets),
+            self.genesys_client_secret.get_secret_value(),
+            self.analytics_token.get_secret_value(),
+            self.utterance_webhook_secret.get_secret_value(),
+            self.training_webhook_secret.get_secret_value(),
+        ]
+        return [v for v in values if v]
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_outside_development(self) -> Settings:
+        if self.environment != "production":
+            return self
+        for name, value in self._named_secrets():
+            if value in PLACEHOLDER_SECRETS:
+                raise ValueError(
+                    f"ASSIST_{name.upper()} holds the development placeholder from "
+                    ".env.example; set a real secret (or ASSIST_ENVIRONMENT=development)"
+                )
+        return self
+
+    def _named_secrets(self) -> list[tuple[str, str]]:
+        named = [(n, s.get_secret_value()) for n in ("desk_tokens",) for s in self.desk_tokens]
+        named += [("callback_secrets", s.get_secret_value()) for s in self.callback_secrets]
+        named += [
+            ("callback_shared_secrets", s.get_secret_value()) for s in self.callback_shared_secrets
+        ]
+        named += [
+            (name, getattr(self, name).get_secret_value())
+            for name in (
+                "genesys_client_secret",
+                "analytics_token",
+                "utterance_webhook_secret",
+                "training_webhook_secret",
+            )
+        ]
+        return named
 
     # --- derived values ------------------------------------------------------------------
     @property

@@ -15,7 +15,7 @@ DESK_TOKEN = "desk-test-token"
 CALLBACK_SECRET = "whsec_EIvYBSq82SpIf8kOR41fBTNqWxw58aSw"
 ROTATED_SECRET = "whsec_ODK2QtRS3piknpqJLyw7rIwbonwhHL6o"
 CLIENT_ID = "demo-client"
-CLIENT_SECRET = "demo-secret"
+CLIENT_SECRET = "integration-client-secret"
 AUTH = {"Authorization": f"Bearer {DESK_TOKEN}"}
 
 

@@ -22,7 +22,8 @@ import redis
 from tests.redis_server import RedisServer, free_port
 
 DESK_TOKEN = "desk-e2e-token"
-CALLBACK_SECRET = "whsec_EIvYBSq82SpIf8kOR41fBTNqWxw58aSw"
+# Not the .env.example placeholder: production settings refuse that one.
+CALLBACK_SECRET = "whsec_TirfarFFTptq3BY9aQSa9Vcshy8gkrQQ"
 CLIENT_ID = "e2e-client"
 CLIENT_SECRET = "e2e-secret"
 VENV_BIN = Path(sys.executable).parent
@@ -74,6 +75,7 @@ class ProcessSystem:
             "EMULATOR_CLIENT_ID": CLIENT_ID,
             "EMULATOR_CLIENT_SECRET": CLIENT_SECRET,
             "EMULATOR_CALLBACK_SECRET": CALLBACK_SECRET,
+            "EMULATOR_TRAINING_SECRET": CALLBACK_SECRET,
             "EMULATOR_CALLBACK_DELAY_MS": str(callback_delay_ms),
             "EMULATOR_DELIVERY_RETRY_S": delivery_retry_s,
             **(extra_env or {}),

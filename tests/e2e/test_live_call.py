@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from assist.core.audit import verify_chain
-from tests.processes import DESK_TOKEN, ProcessSystem
+from tests.processes import CALLBACK_SECRET, CLIENT_SECRET, DESK_TOKEN, ProcessSystem
 
 pytestmark = pytest.mark.e2e
 
@@ -94,3 +94,12 @@ def test_the_audit_written_by_every_process_is_one_unbroken_chain(system: Proces
     writers = {json.loads(line)["type"] for line in lines}
     assert {"utterance_received", "keywords_detected"} <= writers
     verify_chain(lines)
+
+
+def test_no_configured_secret_appears_in_any_process_log(system: ProcessSystem) -> None:
+    logs = {path.name: path.read_text() for path in system.logs.glob("*.log")}
+    assert {"web.log", "worker.log", "stream.log", "emulator.log"} <= set(logs)
+    for secret in (DESK_TOKEN, CALLBACK_SECRET, CLIENT_SECRET):
+        leaked = [name for name, text in logs.items() if secret in text]
+        # The emulator is the other party: it may log what it received, our processes not.
+        assert not [n for n in leaked if n != "emulator.log"], f"{secret[:6]}… in {leaked}"

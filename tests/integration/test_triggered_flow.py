@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import wait_for
+from tests.conftest import CLIENT_SECRET, wait_for
 from tests.integration.conftest import System
 
 
@@ -105,7 +105,7 @@ def test_personal_data_is_redacted_before_it_leaves_or_is_written(system: System
     assert "[CARD]" in sent and "[EMAIL]" in sent and "[PHONE]" in sent
     audit_text = Path(system.settings.audit_log_path).read_text()
     assert "4111 1111" not in audit_text and "pat@example.com" not in audit_text
-    assert "demo-secret" not in audit_text
+    assert CLIENT_SECRET not in audit_text
 
 
 def test_duplicate_callbacks_rank_once(system: System) -> None:
