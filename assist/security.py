@@ -29,9 +29,34 @@ def digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
 
 
+#: A desk token given as its digest (`sha256:<64 hex>`), so the plain token need not be
+#: stored in the environment at all.
+HASHED_TOKEN_PREFIX = "sha256:"
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
 class DeskAuthenticator:
+    """Desk tokens, kept only as SHA-256 digests and compared in constant time."""
+
     def __init__(self, tokens: Sequence[SecretStr]) -> None:
-        self._tokens = [t.get_secret_value().encode() for t in tokens if t.get_secret_value()]
+        self._hashes: list[bytes] = []
+        for token in tokens:
+            value = token.get_secret_value()
+            if not value:
+                continue
+            if value.startswith(HASHED_TOKEN_PREFIX):
+                try:
+                    hashed = bytes.fromhex(value[len(HASHED_TOKEN_PREFIX) :])
+                except ValueError:
+                    hashed = b""
+                if len(hashed) != hashlib.sha256().digest_size:
+                    raise ValueError("a sha256: desk token needs 64 hex digits")
+                self._hashes.append(hashed)
+            else:
+                self._hashes.append(token_hash(value))
 
     def authenticate(self, authorization: str | None, query_token: str | None = None) -> str:
         """Return the caller's scope (a digest of its token); raise `AuthenticationError`."""
@@ -44,10 +69,10 @@ class DeskAuthenticator:
             token = query_token
         if not token:
             raise AuthenticationError("missing desk token: send 'Authorization: Bearer <token>'")
-        candidate = token.encode()
-        # Compare against every token, without stopping early, so timing says nothing.
+        candidate = token_hash(token)
+        # Compare against every digest, without stopping early, so timing says nothing.
         matched = False
-        for known in self._tokens:
+        for known in self._hashes:
             matched |= hmac.compare_digest(candidate, known)
         if not matched:
             raise AuthenticationError("invalid desk token")

@@ -339,6 +339,21 @@ class Settings(BaseSettings):
             budgets[name.strip()] = ms.strip()
         return budgets
 
+    @field_validator("desk_tokens")
+    @classmethod
+    def _hashed_desk_tokens_are_digests(cls, tokens: list[SecretStr]) -> list[SecretStr]:
+        for token in tokens:
+            value = token.get_secret_value()
+            if value.startswith("sha256:"):
+                digest_hex = value.removeprefix("sha256:")
+                if len(digest_hex) != 64 or any(
+                    c not in "0123456789abcdefABCDEF" for c in digest_hex
+                ):
+                    raise ValueError(
+                        "an ASSIST_DESK_TOKENS entry sha256:<digest> needs 64 hex digits"
+                    )
+        return tokens
+
     @field_validator("callback_secrets")
     @classmethod
     def _secrets_are_standard_webhooks(cls, secrets: list[SecretStr]) -> list[SecretStr]:

@@ -258,3 +258,29 @@ def test_a_bearer_header_wins_over_the_query_token(desk: DeskAuthenticator) -> N
     assert desk.authenticate(f"Bearer {OTHER_TOKEN}", DESK_TOKEN) == desk.authenticate(
         f"Bearer {OTHER_TOKEN}"
     )
+
+
+def test_desk_tokens_are_held_only_as_digests() -> None:
+    import hashlib
+
+    holder = DeskAuthenticator([SecretStr("plain-desk-token-1")])
+    held = repr(vars(holder)).encode()
+    assert b"plain-desk-token-1" not in held
+    assert hashlib.sha256(b"plain-desk-token-1").digest() in holder._hashes
+
+
+def test_a_desk_token_may_be_configured_by_its_digest() -> None:
+    import hashlib
+
+    configured = "sha256:" + hashlib.sha256(b"agent-desk-42").hexdigest()
+    holder = DeskAuthenticator([SecretStr(configured)])
+    assert holder.authenticate("Bearer agent-desk-42")
+    with pytest.raises(AuthenticationError):
+        holder.authenticate(f"Bearer {configured}")  # the digest itself is not a token
+
+
+def test_a_malformed_digest_is_refused_at_start() -> None:
+    from assist.settings import Settings
+
+    with pytest.raises(ValueError, match="64 hex digits"):
+        Settings(_env_file=None, desk_tokens="sha256:abc")
