@@ -17,6 +17,7 @@ from assist.adapters.genesys.http import ResilientHttp
 from assist.adapters.genesys.knowledge import GenesysKnowledge
 from assist.adapters.genesys.provider import AsyncQueryProvider
 from assist.adapters.queue import TaskQueue
+from assist.core.insights import InsightFilter, InsightScoring
 from assist.core.ranking import RankingWeights
 from assist.security import CallbackVerifier, DeskAuthenticator
 from assist.services.local_kb import LocalKnowledgeBase
@@ -51,6 +52,9 @@ class Services:
     analytics_sink: AnalyticsSink | None
     local_kb: LocalKnowledgeBase
     knowledge: GenesysKnowledge
+    # Parsed from the settings once per process: every Copilot event and insight job uses them.
+    insight_scoring: InsightScoring
+    insight_filter: InsightFilter
     copilot: GenesysCopilot
 
     def close(self) -> None:
@@ -114,6 +118,8 @@ def build_services(settings: Settings) -> Services:
         http_client=http_client,
         local_kb=LocalKnowledgeBase(settings),
         knowledge=GenesysKnowledge(tokens, settings.api_base_url),
+        insight_scoring=settings.copilot_scoring,
+        insight_filter=settings.copilot_insight_filter,
         copilot=GenesysCopilot(tokens, settings.api_base_url),
         tokens=tokens,
         provider=AsyncQueryProvider(

@@ -408,7 +408,7 @@ class Settings(BaseSettings):
                 f"ASSIST_COPILOT_TOPICS: unknown topic {unknown[0]!r} (known: {', '.join(known)})"
             )
         try:
-            InsightFilter.parse(self.copilot_filter)
+            self.copilot_insight_filter  # noqa: B018 - validates the filter
         except FilterError as exc:
             raise ValueError(f"ASSIST_COPILOT_FILTER: {exc}") from None
         self.copilot_scoring  # noqa: B018 - validates the weights and the type mapping

@@ -19,6 +19,13 @@ from rq.serializers import JSONSerializer
 JOBS = "workers.jobs"
 
 
+def attempts_retry(attempts: int, intervals_s: list[int]) -> Retry | None:
+    """RQ's retry for a job allowed `attempts` tries in all, waiting `intervals_s` in turn."""
+    if attempts <= 1:
+        return None
+    return Retry(max=attempts - 1, interval=intervals_s[: attempts - 1])
+
+
 class TaskQueue:
     def __init__(self, raw_redis: redis.Redis, *, name: str, job_timeout_s: int) -> None:
         self.queue = Queue(

@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from assist.core.retrieval import cut_at_word
+
 SNIPPET_CHARS = 250
 SUGGESTION_TOPIC = re.compile(
     r"^v2\.conversations\.(?P<conversation>[^.]+)\.suggestions\.(?P<kind>[a-z.]+)$"
@@ -377,12 +379,8 @@ class InsightScoring(BaseModel):
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    """At most `limit` characters, cut at a word boundary (with "…" when cut)."""
-    clean = " ".join(text.split())
-    if len(clean) <= limit:
-        return clean
-    cut = clean.rfind(" ", 0, limit)  # the ellipsis takes the place of that space
-    return clean[: cut if cut > 0 else limit - 1].rstrip() + "…"
+    """A Copilot insight's snippet: at most 250 characters, cut at a word boundary."""
+    return cut_at_word(text, limit)
 
 
 def parse_pairs(text: str | Sequence[str], *, what: str) -> dict[str, str]:

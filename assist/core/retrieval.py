@@ -111,6 +111,16 @@ def convex_fusion(
     return sorted(mixed.items(), key=lambda pair: pair[1], reverse=True)
 
 
+def cut_at_word(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a word boundary (with "…" when cut); the one
+    snippet rule of every provider's suggestions."""
+    clean = " ".join(text.split())
+    if len(clean) <= limit:
+        return clean
+    cut = clean.rfind(" ", 0, limit)  # the ellipsis takes the place of that space
+    return clean[: cut if cut > 0 else limit - 1].rstrip() + "…"
+
+
 def clamp01(value: float) -> float:
     """Scores enter the ranking as confidences, which must lie in 0..1."""
     if value != value:  # NaN
@@ -125,5 +135,6 @@ __all__ = [
     "clamp01",
     "clean_query_text",
     "convex_fusion",
+    "cut_at_word",
     "reciprocal_rank_fusion",
 ]

@@ -27,9 +27,9 @@ from datetime import datetime
 from typing import Any
 
 from redis.client import Pipeline
-from rq import Retry
 
 from assist.adapters.genesys.errors import GenesysError
+from assist.adapters.queue import attempts_retry
 from assist.adapters.signed_webhook import WebhookDeliveryError, post_signed
 from assist.bootstrap import Services
 from assist.core.audit import EventType, RecordEvent
@@ -92,9 +92,9 @@ def ingest(services: Services, topic: str, body: Any, received_at: datetime) -> 
         outcome.rejection = exc  # counted by the stream as dropped.insight_<reason>
         return outcome
     settings = services.settings
-    scoring = settings.copilot_scoring
+    scoring = services.insight_scoring
     facts = scoring.facts(insight)
-    if insight.is_new and not settings.copilot_insight_filter.keeps(facts):
+    if insight.is_new and not services.insight_filter.keeps(facts):
         outcome.count("insights.filtered")
         outcome.count(f"insights.filtered.{facts['insight_type']}")
         services.recorder.record(
@@ -156,7 +156,7 @@ def process(services: Services, data: dict[str, Any], received_at: str) -> bool:
     shows, or be a repeat of a shown article).
     """
     insight = Insight.model_validate(data)
-    scoring = services.settings.copilot_scoring
+    scoring = services.insight_scoring
     insight_type = scoring.insight_type(insight)
     relevance = scoring.relevance(insight)
     text = snippet(insight.text or insight.title)
@@ -256,17 +256,14 @@ def _stage_sync(
         "conversation_id": insight.conversation_id,
         "event_type": insight.kind.value,
         "insight_type": insight_type,
-        "confidence": services.settings.copilot_scoring.confidence(insight),
+        "confidence": services.insight_scoring.confidence(insight),
         "relevance": relevance,
         "title": insight.title,
         "snippet": text,
         "utterance_id": insight.utterance_id,
         "event_time": insight.event_time.isoformat(),
     }
-    attempts = settings.training_webhook_attempts
-    retry = None
-    if attempts > 1:
-        retry = Retry(max=attempts - 1, interval=SYNC_RETRY_INTERVALS_S[: attempts - 1])
+    retry = attempts_retry(settings.training_webhook_attempts, SYNC_RETRY_INTERVALS_S)
     services.queue.enqueue(
         "sync_insight",
         payload,

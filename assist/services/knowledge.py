@@ -18,7 +18,7 @@ from assist.adapters.genesys.errors import GenesysError
 from assist.bootstrap import Services
 from assist.core.audit import EventType, RecordEvent
 from assist.core.models import Candidate, SuggestionRequest
-from assist.core.retrieval import build_query
+from assist.core.retrieval import build_query, cut_at_word
 from assist.logconfig import get_logger
 from assist.services.local_kb import SNIPPET_CHARS
 from assist.stores.knowledge import KnowledgeSearchRef, KnowledgeSearchStore
@@ -125,7 +125,7 @@ def _search_genesys(
                         Candidate(
                             id=document.id,
                             title=document.title or document.id,
-                            content=text[:SNIPPET_CHARS],
+                            content=cut_at_word(text, SNIPPET_CHARS),
                             confidence=item.confidence,
                             knowledge_source_id=kb_id,
                             tags=document.label_names(),

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from assist.core.models import Candidate
-from assist.core.retrieval import build_query
+from assist.core.retrieval import build_query, cut_at_word
 from assist.kb.layout import KnowledgeIndexError, index_status
 from assist.logconfig import get_logger
 from assist.settings import Settings
@@ -59,13 +59,6 @@ class LocalSearch:
             "versions": self.versions,
             "latency_ms": round(self.latency_ms, 1),
         }
-
-
-def _snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    if len(text) <= limit:
-        return text
-    cut = text.rfind(" ", 0, limit)
-    return text[: cut if cut > limit // 2 else limit].rstrip() + " …"
 
 
 class LocalKnowledgeBase:
@@ -161,7 +154,7 @@ class LocalKnowledgeBase:
                     Candidate(
                         id=hit.article_id,
                         title=hit.title,
-                        content=_snippet(hit.snippet),
+                        content=cut_at_word(hit.snippet, SNIPPET_CHARS),
                         confidence=hit.score,
                         knowledge_source_id=source_id,
                         tags=hit.tags,

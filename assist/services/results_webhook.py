@@ -24,9 +24,9 @@ from __future__ import annotations
 from typing import Any
 
 from redis.client import Pipeline
-from rq import Retry
 
 from assist.adapters.genesys.errors import GenesysError
+from assist.adapters.queue import attempts_retry
 from assist.bootstrap import Services
 from assist.core.audit import EventType
 from assist.core.models import SuggestionRequest, elapsed_ms, utcnow
@@ -47,10 +47,7 @@ def stage_delivery(services: Services, pipe: Pipeline, request: SuggestionReques
     settings = services.settings
     if not settings.results_webhook_url or not request.suggestions:
         return
-    attempts = settings.results_webhook_attempts
-    retry = None
-    if attempts > 1:
-        retry = Retry(max=attempts - 1, interval=RETRY_INTERVALS_S[: attempts - 1])
+    retry = attempts_retry(settings.results_webhook_attempts, RETRY_INTERVALS_S)
     services.queue.enqueue(
         JOB,
         request.request_id,

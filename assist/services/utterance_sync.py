@@ -15,8 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from rq import Retry
-
+from assist.adapters.queue import attempts_retry
 from assist.adapters.signed_webhook import WebhookDeliveryError, post_signed
 from assist.bootstrap import Services
 from assist.core.audit import EventType, RecordEvent
@@ -40,10 +39,7 @@ def enqueue_sync(services: Services, utterance: Utterance) -> str | None:
     settings = services.settings
     if not settings.utterance_webhook_url:
         return None
-    attempts = settings.utterance_webhook_attempts
-    retry = None
-    if attempts > 1:
-        retry = Retry(max=attempts - 1, interval=RETRY_INTERVALS_S[: attempts - 1])
+    retry = attempts_retry(settings.utterance_webhook_attempts, RETRY_INTERVALS_S)
     return services.queue.enqueue(
         "sync_utterance",
         utterance.model_dump(mode="json"),

@@ -26,8 +26,10 @@ from typing import Literal
 
 from assist.core.audit import GENESIS, RecordEvent, chained_line
 
-#: How far from the end of a file the last line is looked for.
-TAIL_BYTES = 64 * 1024
+#: The last line is looked for in the file's last bytes, read in chunks from this size up to
+#: `TAIL_MAX_BYTES`: one small read per append for the usual line of well under 4 KB.
+TAIL_CHUNK_BYTES = 4096
+TAIL_MAX_BYTES = 1024 * 1024
 
 
 def rotated_name(path: Path, day: str) -> Path:
@@ -39,11 +41,17 @@ def last_hash(fd: int) -> str | None:
     size = os.fstat(fd).st_size
     if size == 0:
         return None
-    start = max(0, size - TAIL_BYTES)
-    tail = os.pread(fd, size - start, start)
-    lines = tail.rstrip(b"\n").split(b"\n")
+    chunk = TAIL_CHUNK_BYTES
+    while True:
+        start = max(0, size - chunk)
+        tail = os.pread(fd, size - start, start).rstrip(b"\n")
+        newline = tail.rfind(b"\n")
+        # The whole last line is in hand once a newline precedes it, or the file starts there.
+        if newline >= 0 or start == 0 or chunk >= TAIL_MAX_BYTES:
+            break
+        chunk *= 4
     try:
-        record = json.loads(lines[-1])
+        record = json.loads(tail[newline + 1 :])
     except ValueError:
         return None
     value = record.get("hash") if isinstance(record, dict) else None

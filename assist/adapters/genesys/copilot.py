@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from assist.adapters.genesys.auth import TokenProvider
-from assist.adapters.genesys.errors import GenesysApiError, GenesysAuthError
+from assist.adapters.genesys.errors import raise_for_status
 
 ENGAGEMENT_PATH = "/api/v2/conversations/{conversation}/suggestions/{suggestion}/engagement"
 
@@ -27,11 +27,8 @@ class GenesysCopilot:
             conversation=quote(conversation_id, safe=""), suggestion=quote(suggestion_id, safe="")
         )
         response = self._tokens.send("POST", self._base + path, json=engagement)
-        if response.status_code == 401:
-            raise GenesysAuthError("suggestion engagement: Genesys refused a fresh token")
-        if not 200 <= response.status_code < 300:
-            raise GenesysApiError(
-                f"suggestion engagement: Genesys answered {response.status_code}",
-                status_code=response.status_code,
-                correlation_id=response.headers.get("ININ-Correlation-Id"),
-            )
+        raise_for_status(
+            response.status_code,
+            response.headers.get("ININ-Correlation-Id"),
+            what="suggestion engagement: Genesys",
+        )

@@ -42,6 +42,24 @@ class GenesysApiError(GenesysError):
         self.retryable = status_code >= 500
 
 
+def raise_for_status(
+    status: int,
+    correlation_id: str | None,
+    *,
+    what: str,
+    accepted: frozenset[int] | range = range(200, 300),
+) -> None:
+    """The one reading of a Genesys call's answer after `TokenProvider.send`: a 401 (even after
+    a fresh token) is `GenesysAuthError`, any other status outside `accepted` is
+    `GenesysApiError`."""
+    if status == 401:
+        raise GenesysAuthError(f"{what} refused a freshly fetched token")
+    if status not in accepted:
+        raise GenesysApiError(
+            f"{what} answered {status}", status_code=status, correlation_id=correlation_id
+        )
+
+
 # --- Notifications API (the stream process) ---------------------------------------------
 #
 #   GenesysError

@@ -22,7 +22,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from assist.adapters.genesys.auth import TokenProvider
-from assist.adapters.genesys.errors import GenesysApiError, GenesysAuthError
+from assist.adapters.genesys.errors import GenesysApiError, raise_for_status
 
 SEARCH_PATH = "/api/v2/knowledge/knowledgebases/{kb}/documents/search"
 #: Genesys returns at most 30 results per query.
@@ -122,7 +122,11 @@ class GenesysKnowledge:
             params={"expand": "documentVariations"},
             json=body,
         )
-        self._check(response.status_code, response.headers, what="knowledge search")
+        raise_for_status(
+            response.status_code,
+            response.headers.get("ININ-Correlation-Id"),
+            what="knowledge search: Genesys",
+        )
         try:
             return KnowledgeSearch.model_validate_json(response.content)
         except ValidationError as exc:
@@ -139,18 +143,11 @@ class GenesysKnowledge:
             self._url(knowledge_base_id, f"/{quote(search_id, safe='')}"),
             json={"answered": True, "selectedAnswer": {"document": {"id": document_id}}},
         )
-        self._check(response.status_code, response.headers, what="knowledge search update")
-
-    @staticmethod
-    def _check(status: int, headers: Any, *, what: str) -> None:
-        if status == 401:
-            raise GenesysAuthError(f"{what}: Genesys refused a freshly fetched token")
-        if not 200 <= status < 300:
-            raise GenesysApiError(
-                f"{what}: Genesys answered {status}",
-                status_code=status,
-                correlation_id=headers.get("ININ-Correlation-Id"),
-            )
+        raise_for_status(
+            response.status_code,
+            response.headers.get("ININ-Correlation-Id"),
+            what="knowledge search update: Genesys",
+        )
 
 
 __all__ = ["GenesysKnowledge", "KnowledgeDocument", "KnowledgeSearch", "KnowledgeSearchResult"]

@@ -580,7 +580,8 @@ class ChannelSession:
         with contextlib.suppress(Exception):
             await ws.close()
 
-    async def _wait_after_failure(self, exc: BaseException) -> None:
+    def _next_backoff(self) -> float:
+        """The delay after one more consecutive failure (and count it)."""
         delay = backoff_delay(
             self._failures,
             base_s=self._config.backoff_base_s,
@@ -588,6 +589,10 @@ class ChannelSession:
             rand=self._client.rand,
         )
         self._failures += 1
+        return delay
+
+    async def _wait_after_failure(self, exc: BaseException) -> None:
+        delay = self._next_backoff()
         if isinstance(exc, GenesysRateLimitedError) and exc.retry_after_s:
             delay = max(delay, exc.retry_after_s)
         if isinstance(exc, _EXPECTED_FAILURES):
@@ -851,15 +856,7 @@ class ChannelSession:
             self.open = None
         else:  # closed or silent: check the channel before reusing it
             self._verify_channel = True
-        await asyncio.sleep(
-            backoff_delay(
-                self._failures,
-                base_s=self._config.backoff_base_s,
-                max_s=self._config.backoff_max_s,
-                rand=self._client.rand,
-            )
-        )
-        self._failures += 1
+        await asyncio.sleep(self._next_backoff())
         return None
 
     async def _renew(
@@ -873,13 +870,7 @@ class ChannelSession:
             new = await self._connect(opened)
         except Exception as exc:
             self.open = old_channel
-            delay = backoff_delay(
-                self._failures,
-                base_s=self._config.backoff_base_s,
-                max_s=self._config.backoff_max_s,
-                rand=self._client.rand,
-            )
-            self._failures += 1
+            delay = self._next_backoff()
             self._renew_not_before = time.time() + delay
             log.warning(
                 "stream.renew_failed", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay

@@ -15,9 +15,11 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from assist.adapters.genesys.auth import TokenProvider
-from assist.adapters.genesys.errors import GenesysApiError, GenesysAuthError
+from assist.adapters.genesys.errors import GenesysApiError, raise_for_status
 from assist.adapters.genesys.http import ResilientHttp
 from assist.core.models import SuggestionRequest
+
+ACCEPTED = frozenset({200, 201, 202})
 
 
 class QueryAccepted(BaseModel):
@@ -56,14 +58,7 @@ class AsyncQueryProvider:
         }
         response = self._tokens.send("POST", self._url, json=body)
         correlation_id = response.headers.get("ININ-Correlation-Id")
-        if response.status_code == 401:
-            raise GenesysAuthError("provider refused a freshly fetched token")
-        if response.status_code not in (200, 201, 202):
-            raise GenesysApiError(
-                f"provider answered {response.status_code}",
-                status_code=response.status_code,
-                correlation_id=correlation_id,
-            )
+        raise_for_status(response.status_code, correlation_id, what="provider", accepted=ACCEPTED)
         try:
             return QueryAccepted.model_validate_json(response.content)
         except ValidationError as exc:
