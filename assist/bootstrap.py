@@ -12,11 +12,12 @@ import httpx
 
 from assist.adapters.analytics_sink import AnalyticsSink
 from assist.adapters.genesys.auth import TokenProvider
+from assist.adapters.genesys.circuit import CircuitBreaker
 from assist.adapters.genesys.copilot import GenesysCopilot
 from assist.adapters.genesys.http import ResilientHttp
 from assist.adapters.genesys.knowledge import GenesysKnowledge
 from assist.adapters.genesys.provider import AsyncQueryProvider
-from assist.adapters.queue import TaskQueue
+from assist.adapters.queue import TaskQueue, attempts_retry
 from assist.core.insights import InsightFilter, InsightScoring
 from assist.core.ranking import RankingWeights
 from assist.security import CallbackVerifier, DeskAuthenticator
@@ -47,6 +48,8 @@ class Services:
     callback_verifier: CallbackVerifier
     weights: RankingWeights
     http_client: httpx.Client
+    #: The per-provider circuit breakers (state in Redis, shared by every process).
+    breaker: CircuitBreaker
     tokens: TokenProvider
     provider: AsyncQueryProvider
     analytics_sink: AnalyticsSink | None
@@ -71,10 +74,19 @@ def build_services(settings: Settings) -> Services:
         headers={"User-Agent": "genesys-assist/0.1"},
         follow_redirects=False,
     )
+    breaker = CircuitBreaker(
+        redis.decoded,
+        redis.keys,
+        failures=settings.genesys_circuit_failures,
+        open_s=settings.genesys_circuit_open_s,
+        # A probe is one HTTP attempt: a process that dies while sending it frees it this late.
+        probe_lease_s=settings.genesys_timeout_s + 1,
+    )
     http = ResilientHttp(
         http_client,
         max_attempts=settings.genesys_max_attempts,
         max_retry_after_s=settings.genesys_max_retry_after_s,
+        breaker=breaker,
     )
     tokens = TokenProvider(settings, http, redis)
     sink = (
@@ -102,6 +114,7 @@ def build_services(settings: Settings) -> Services:
             redis,
             deliver=sink is not None,
             budgets_ms=settings.latency_budgets_ms,
+            delivery_retry=attempts_retry(settings.analytics_attempts, settings.analytics_retry_s),
         ),
         desk_auth=DeskAuthenticator(settings.desk_tokens),
         callback_verifier=CallbackVerifier(
@@ -116,6 +129,7 @@ def build_services(settings: Settings) -> Services:
             skill_bonus=settings.rank_skill_bonus,
         ),
         http_client=http_client,
+        breaker=breaker,
         local_kb=LocalKnowledgeBase(settings),
         knowledge=GenesysKnowledge(tokens, settings.api_base_url),
         insight_scoring=settings.copilot_scoring,

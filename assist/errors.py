@@ -6,6 +6,7 @@
     ├── NotFoundError            404
     ├── ConflictError            409
     ├── FieldValidationError     422, with field paths in `details`
+    ├── RateLimitedError         429, with a Retry-After hint
     └── ServiceUnavailableError  503, with a Retry-After hint
 
 `webapp/errors.py` renders every one of them in the one JSON error shape of DESIGN.md §4.
@@ -55,6 +56,21 @@ class ConflictError(AssistError):
 class FieldValidationError(AssistError):
     status_code = 422
     code = "validation_failed"
+
+
+class RateLimitedError(AssistError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: int,
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = retry_after_s
 
 
 class ServiceUnavailableError(AssistError):

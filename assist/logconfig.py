@@ -1,9 +1,11 @@
 """The only logging setup: structlog for our code, stdlib `logging` for everyone else's.
 
 `configure_logging(settings)` is the first call of every entry point (web app factory,
-gunicorn, RQ worker). Both structlog events and foreign records (rq, werkzeug, gunicorn)
-go through one `ProcessorFormatter` on the root handler, so every line on stdout has the
-same shape: JSON in production, the console renderer on a TTY.
+gunicorn, RQ worker, stream). It also configures the process-wide redactor from the settings
+(phone regions, extra patterns) before any line is logged or any transcript read. Both
+structlog events and foreign records (rq, werkzeug, gunicorn) go through one
+`ProcessorFormatter` on the root handler, so every line on stdout has the same shape: JSON in
+production, the console renderer on a TTY.
 
 Every event passes through `redact_event`, so card numbers, emails, phone numbers and
 credential-named fields never reach the log stream.
@@ -18,6 +20,7 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from assist.core import redaction
 from assist.core.redaction import REDACTED_SECRET, redact_value
 from assist.settings import Settings
 
@@ -63,8 +66,16 @@ def _renderer(settings: Settings) -> Processor:
 
 
 def configure_logging(settings: Settings, *, force: bool = False) -> None:
-    """Configure structlog and the root logger once per process (again only with `force`)."""
+    """Configure redaction, structlog and the root logger once per process.
+
+    Logging is set up again only with `force` or changed settings; the redactor is always set
+    from `settings`, so every process redacts with its own configuration.
+    """
     global _configured_with
+    redaction.configure(
+        phone_regions=settings.redaction_phone_regions,
+        extra_patterns=settings.redaction_extra_patterns,
+    )
     secrets = settings.secret_values()
     key = (settings.log_format, settings.log_level, tuple(sorted(secrets)))
     if _configured_with == key and not force:

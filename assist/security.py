@@ -114,6 +114,15 @@ class CallbackVerifier:
             )
         if not self._webhooks:
             raise AuthenticationError("no callback secret is configured", code="invalid_signature")
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            # Standard Webhooks signs the payload as text (the library decodes it as UTF-8
+            # first), and a callback is JSON, which is UTF-8: such a body cannot be verified.
+            raise AuthenticationError(
+                "the body is not UTF-8 text, so its signature cannot be verified",
+                code="invalid_signature",
+            ) from None
         reason = "signature does not match"
         for webhook in self._webhooks:
             try:

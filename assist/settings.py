@@ -14,7 +14,15 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from limits import RateLimitItem, parse_many
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from assist.core.insights import (
@@ -24,9 +32,18 @@ from assist.core.insights import (
     InsightScoring,
     parse_pairs,
 )
+from assist.core.redaction import (
+    DEFAULT_PHONE_REGIONS,
+    RedactionConfigError,
+    check_phone_regions,
+    compile_extra_patterns,
+    parse_extra_patterns,
+)
 
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
+#: Seconds between the attempts of an outbound delivery, written `1,5,15` (the last repeats).
+RetrySchedule = Annotated[list[Annotated[int, Field(ge=0, le=86_400)]], NoDecode]
 
 #: The secrets `.env.example` ships for the development system: refused in production (a test
 #: keeps this list equal to the example's secret values).
@@ -37,6 +54,23 @@ PLACEHOLDER_SECRETS = frozenset(
         "whsec_EIvYBSq82SpIf8kOR41fBTNqWxw58aSw",
     }
 )
+
+
+#: A rate-limit setting with this value (any case) turns that limit off. (An empty value means
+#: the default, as for every setting.)
+RATE_LIMIT_OFF = "off"
+
+
+def rate_limit_items(value: str) -> list[RateLimitItem]:
+    """A rate-limit setting parsed: the `limits` library's string notation ("60/minute",
+    "3 per 2 seconds", several joined by ';') or `off` (no limits). Raises `ValueError`."""
+    text = value.strip()
+    if not text or text.lower() == RATE_LIMIT_OFF:
+        return []
+    items = parse_many(text)
+    if any(item.amount < 1 for item in items):
+        raise ValueError("a limit of 0 would refuse every request; write 'off' to disable it")
+    return items
 
 
 def _split_commas(value: object) -> object:
@@ -80,12 +114,35 @@ class Settings(BaseSettings):
     queue_name: str = Field(default="assist", pattern=r"^[A-Za-z0-9_-]+$")
     # Measured in benchmarks/: trigger -> ranked p50 61 ms with "simple", 235 ms with "fork".
     worker_class: Literal["fork", "simple"] = "simple"
-    worker_maintenance_interval_s: int = Field(default=60, ge=5)
+    # Abandoned jobs (a worker killed mid-job): RQ retries a job whose worker stopped
+    # heartbeating it `worker_abandoned_after_s` ago, at the next maintenance pass of any live
+    # worker (README "Workers": recovery within about abandoned-after + maintenance interval).
+    worker_maintenance_interval_s: int = Field(
+        default=10,
+        ge=5,
+        description="How often a worker looks for jobs abandoned by a dead worker and retries "
+        "them (RQ's default: 10 minutes).",
+    )
+    worker_heartbeat_s: int = Field(
+        default=5, ge=1, description="How often a busy worker heartbeats its running job."
+    )
+    worker_abandoned_after_s: int = Field(
+        default=30,
+        ge=3,
+        description="A running job whose worker sent no heartbeat for this long is abandoned "
+        "and retried (RQ's default: the job timeout + 60 s).",
+    )
     job_timeout_s: int = Field(default=60, ge=1)
 
     # --- desk API ------------------------------------------------------------------------
     desk_tokens: SecretList = Field(default_factory=list)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    body_read_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="A request body not fully received within this time is answered 408.",
+    )
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     request_ttl_s: int = Field(default=24 * 3600, ge=60, description="How long results are kept.")
     request_expiry_s: int = Field(
@@ -94,6 +151,23 @@ class Settings(BaseSettings):
     max_results: int = Field(default=5, ge=1, le=50)
     desk_knowledge_source_ids: CommaList = Field(
         default_factory=list, description="Knowledge sources the desk page's own questions use."
+    )
+    rate_limit_agent: str = Field(
+        default="60/minute",
+        description="Requests per agent desk (agent id and conversation) to POST /v1/suggestions "
+        "and, counted apart, to POST /v1/feedback; `limits` notation, or off.",
+    )
+    rate_limit_ip: str = Field(
+        default="3000/minute",
+        description="Requests per client address (IPv6: per /64) to each of those endpoints; "
+        "desks behind one NAT address share it.",
+    )
+    trusted_proxy_hops: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="Proxies in front of the web process whose X-Forwarded-For/-Proto/-Host are "
+        "trusted (1 behind a Heroku-style router); 0: the peer address is the client.",
     )
 
     # --- callbacks -----------------------------------------------------------------------
@@ -106,6 +180,8 @@ class Settings(BaseSettings):
     genesys_env: str = Field(
         default="mypurecloud.com",
         validation_alias=AliasChoices("GENESYS_ENV", "ASSIST_GENESYS_ENV"),
+        pattern=r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
+        description="Region domain: API, login and the origins that may frame the desk.",
     )
     genesys_api_base_url: str = ""
     genesys_login_base_url: str = ""
@@ -114,6 +190,28 @@ class Settings(BaseSettings):
     genesys_timeout_s: float = Field(default=10.0, gt=0)
     genesys_max_attempts: int = Field(default=5, ge=1, le=20)
     genesys_max_retry_after_s: float = Field(default=180.0, ge=0)
+    # Circuit breakers, one per outbound provider call path (assist/adapters/genesys/circuit.py).
+    genesys_circuit_failures: int = Field(
+        default=5,
+        ge=0,
+        le=1000,
+        description="Consecutive failed attempts (5xx, connection errors; 429 is not a failure) "
+        "to one provider, counted across all processes, that open its circuit; 0: no breakers.",
+    )
+    genesys_circuit_open_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="An open circuit fails calls at once for this long (or the failing answer's "
+        "longer Retry-After), then lets one probe call through: success closes it.",
+    )
+    query_submit_attempts: int = Field(
+        default=4,
+        ge=1,
+        le=20,
+        description="Runs of a query's submission job while providers fail retryably (each run "
+        "makes at most ASSIST_GENESYS_MAX_ATTEMPTS calls per provider); then it fails.",
+    )
     token_refresh_margin_s: int = Field(default=300, ge=0)
     provider_base_url: str = ""
     provider_query_path: str = "/v1/knowledge/queries"
@@ -134,7 +232,24 @@ class Settings(BaseSettings):
     analytics_url: str = ""
     analytics_token: SecretStr = SecretStr("")
     analytics_stream_maxlen: int = Field(default=100_000, ge=100)
+    # Delivery to ASSIST_ANALYTICS_URL: one coalesced job retried on this schedule (every
+    # record stays in the Redis outbox meanwhile; README "Records"). Keep the whole schedule
+    # under 15 minutes, the life of the "delivery scheduled" flag.
+    analytics_attempts: int = Field(default=8, ge=1, le=50)
+    analytics_retry_s: RetrySchedule = Field(
+        default_factory=lambda: [1, 5, 15, 30, 60, 120, 300], min_length=1
+    )
     feed_stream_maxlen: int = Field(default=1000, ge=10)
+
+    # --- redaction (assist/core/redaction.py) ---------------------------------------------
+    redaction_phone_regions: CommaList = Field(
+        default_factory=lambda: list(DEFAULT_PHONE_REGIONS),
+        description="Regions whose national phone formats are redacted (ISO 3166 codes); "
+        "numbers written with a + country code are redacted whatever the region.",
+    )
+    # `LABEL=regex;LABEL=regex`, each match replaced by `[LABEL]` (not JSON: .env loaders such
+    # as honcho's strip the quotes; single-quote the whole value in .env so they keep the `\`).
+    redaction_extra_patterns: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
 
     # --- live feed (Server-Sent Events) ---------------------------------------------------
     feed_keepalive_s: int = Field(default=15, ge=1, le=120)
@@ -238,7 +353,10 @@ class Settings(BaseSettings):
     copilot_default_confidence: float = Field(default=0.7, ge=0, le=1)
     training_webhook_url: str = ""
     training_webhook_secret: SecretStr = SecretStr("")
-    training_webhook_attempts: int = Field(default=6, ge=1, le=20)
+    training_webhook_attempts: int = Field(default=6, ge=1, le=50)
+    training_webhook_retry_s: RetrySchedule = Field(
+        default_factory=lambda: [1, 5, 15, 60, 300, 900, 1800], min_length=1
+    )
 
     # --- keywords and entities (C3) -------------------------------------------------------
     keywords_config_path: str = Field(
@@ -321,6 +439,9 @@ class Settings(BaseSettings):
         "kb_ingest_on_start",
         "genesys_knowledge_source_ids",
         "copilot_topics",
+        "redaction_phone_regions",
+        "analytics_retry_s",
+        "training_webhook_retry_s",
         mode="before",
     )(_split_commas)
 
@@ -338,6 +459,45 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected event_type=milliseconds, got {item.strip()!r}")
             budgets[name.strip()] = ms.strip()
         return budgets
+
+    @field_validator("redaction_extra_patterns", mode="before")
+    @classmethod
+    def _parse_redaction_patterns(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_extra_patterns(value)
+        except RedactionConfigError as exc:
+            raise ValueError(f"ASSIST_REDACTION_EXTRA_PATTERNS: {exc}") from None
+
+    @field_validator("redaction_extra_patterns")
+    @classmethod
+    def _redaction_patterns_compile(cls, patterns: dict[str, str]) -> dict[str, str]:
+        try:
+            compile_extra_patterns(patterns)
+        except RedactionConfigError as exc:
+            raise ValueError(f"ASSIST_REDACTION_EXTRA_PATTERNS: {exc}") from None
+        return patterns
+
+    @field_validator("redaction_phone_regions")
+    @classmethod
+    def _phone_regions_are_known(cls, regions: list[str]) -> list[str]:
+        try:
+            return list(check_phone_regions(regions))
+        except RedactionConfigError as exc:
+            raise ValueError(f"ASSIST_REDACTION_PHONE_REGIONS: {exc}") from None
+
+    @field_validator("rate_limit_agent", "rate_limit_ip")
+    @classmethod
+    def _rate_limits_parse(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            rate_limit_items(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"ASSIST_{(info.field_name or '').upper()}: {exc} (expected the limits notation, "
+                "e.g. 60/minute, 3 per 2 seconds or 10/second;500/hour, or off)"
+            ) from None
+        return value.strip()
 
     @field_validator("desk_tokens")
     @classmethod
@@ -445,6 +605,15 @@ class Settings(BaseSettings):
     @property
     def copilot_insight_filter(self) -> InsightFilter:
         return InsightFilter.parse(self.copilot_filter)
+
+    @model_validator(mode="after")
+    def _worker_timings_are_consistent(self) -> Settings:
+        if self.worker_abandoned_after_s < 2 * self.worker_heartbeat_s + 1:
+            raise ValueError(
+                "ASSIST_WORKER_ABANDONED_AFTER_S must be at least twice "
+                "ASSIST_WORKER_HEARTBEAT_S plus 1, or a busy job could be taken for abandoned"
+            )
+        return self
 
     @model_validator(mode="after")
     def _stream_timings_are_consistent(self) -> Settings:

@@ -301,6 +301,21 @@ def _request_body() -> Any:
     return body if body is not None else request.get_data(as_text=True)
 
 
+def _conversation_of_call() -> str | None:
+    """The conversation a REST call is about: its body's `conversationId` (async query), its
+    `conversationContext.conversationId` (knowledge search), or its path's."""
+    body = request.get_json(silent=True)
+    if isinstance(body, dict):
+        found = body.get("conversationId")
+        context = body.get("conversationContext")
+        if found is None and isinstance(context, dict):
+            found = context.get("conversationId")
+        if isinstance(found, str):
+            return found
+    found = (request.view_args or {}).get("conversation_id")
+    return found if isinstance(found, str) else None
+
+
 def _iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -349,7 +364,9 @@ def create_app(
         return response
 
     def rest_call(handler: Callable[[str], Response]) -> Response:
-        """Run a token/query handler behind the injected faults and the Genesys headers."""
+        """Run a token/query handler behind the injected faults and the Genesys headers;
+        record the call (`rest_calls`) with its arrival time."""
+        arrived = time.time()
         correlation_id = str(uuid.uuid4())
         decision = state.decide_rest_fault()
         if decision.slow_ms:
@@ -369,6 +386,17 @@ def create_app(
             )
         else:
             response = handler(correlation_id)
+        retry_after = response.headers.get("Retry-After")
+        state.record_rest_call(
+            {
+                "route": request.endpoint or request.path,
+                "at": arrived,
+                "status_code": response.status_code,
+                "fault": None if decision.fault is RestFault.NONE else decision.fault.value,
+                "retry_after_s": int(retry_after) if retry_after is not None else None,
+                "conversation_id": _conversation_of_call(),
+            }
+        )
         return genesys_headers(response, correlation_id)
 
     # --- Genesys Cloud OAuth --------------------------------------------------------------

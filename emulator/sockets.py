@@ -21,6 +21,8 @@ How the emulator ends a socket (the choice this emulator makes, tests rely on it
   (going away); the channel stays valid, so reconnecting to the same `connectUri` works;
 * `ws_drop_after_frames` fault: the TCP connection is aborted, no close frame (the client
   sees 1006);
+* `socket_drop_every_s` fault: the same abort of every live socket, every that many seconds
+  while it is set (the channels stay valid);
 * emulator shutdown: close code 1001.
 
 Scripted conversations (`POST /emulator/conversations`): a queue conversation event to the
@@ -39,6 +41,11 @@ suggestions get a `searchId` that `PATCH .../documents/search/<searchId>` accept
 the last N frames (of at most 500 kept: transcription messages and suggestion events) of the
 conversation's topics a channel is subscribed to, whenever a socket opens on such a channel
 or a live channel newly subscribes to such a topic; each topic once per socket.
+
+Per replay the snapshot reports `finals_sent` (utterance ids of the final transcripts sent, in
+order), `finals_missed_when_sent` (those no live socket received when they were sent) and
+`finals_delivered` (those that reached at least one live socket, when first sent or re-sent):
+a final sent while no socket was open is missed, as on Genesys, unless re-sent.
 
 One-shot socket faults: `ws_drop_after_frames` is claimed by the next socket that sends a
 frame; `socket_closing_next` stays armed until at least one socket is live;
@@ -65,7 +72,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,6 +198,12 @@ class _Conversation:
     )
     #: Every suggestion sent, by `suggestionId` (for the engagement endpoint).
     suggestions: dict[str, _Suggestion] = field(default_factory=dict)
+    #: Utterance ids of the finals sent, in order; of those no socket received when sent;
+    #: of those a live socket received (when sent or re-sent).
+    finals_sent: list[str] = field(default_factory=list)
+    finals_missed: set[str] = field(default_factory=set)
+    finals_delivered: set[str] = field(default_factory=set)
+    frames_resent: int = 0
     future: concurrent.futures.Future[None] | None = None
 
     def snapshot(self) -> dict[str, Any]:
@@ -222,6 +235,10 @@ class _Conversation:
             "copilot_duplicates": self.copilot_duplicates,
             "copilot_bad_insights": self.copilot_bad_insights,
             "copilot_binary_insights": self.copilot_binary_insights,
+            "finals_sent": list(self.finals_sent),
+            "finals_missed_when_sent": sorted(self.finals_missed),
+            "finals_delivered": sorted(self.finals_delivered),
+            "frames_resent": self.frames_resent,
         }
 
 
@@ -478,8 +495,20 @@ class NotificationServer:
                 await live.send(heartbeat_frame())
 
     async def _janitor(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_drop: float | None = None  # when `socket_drop_every_s` last cut the sockets
         while True:
             try:
+                every = self._state.faults.socket_drop_every_s
+                if every <= 0:
+                    last_drop = None
+                elif last_drop is None:
+                    last_drop = loop.time()
+                elif loop.time() - last_drop >= every:
+                    last_drop = loop.time()
+                    for live in list(self._sockets.values()):
+                        live.abort("dropped")
+                    log.info("dropped %d sockets (fault, every %s s)", len(self._sockets), every)
                 self.registry.expire_due()
                 if self._state.faults.expire_channels_now and self._state.take_fault_flag(
                     "expire_channels_now"
@@ -535,7 +564,7 @@ class NotificationServer:
                 return
         else:
             subscribed = topics
-        todo: list[list[str | bytes]] = []
+        todo: list[tuple[_Conversation, list[str | bytes]]] = []
         with self._lock:
             for c in self._conversations.values():
                 if c.resend_last_n <= 0 or not c.history:
@@ -547,10 +576,13 @@ class NotificationServer:
                     continue
                 done |= wanted
                 frames = [frame for topic, frame in c.history if topic in wanted]
-                todo.append(frames[-c.resend_last_n :])
-        for frames in todo:
+                todo.append((c, frames[-c.resend_last_n :]))
+        for conversation, frames in todo:
             for frame in frames:
-                await live.send(frame)
+                if await live.send(frame):
+                    with self._lock:
+                        conversation.frames_resent += 1
+                        conversation.finals_delivered.update(_final_ids_in(frame))
 
     # --- conversations --------------------------------------------------------------------
 
@@ -652,10 +684,16 @@ class NotificationServer:
                 sent_messages += 1
                 frame = envelope(topic, step.body_at(time.time()))
                 delivered = await self._deliver(topic, frame)
+                finals = _final_ids(step.body) if step.kind == "final" else []
                 with self._lock:
                     conversation.history.append((topic, frame))
                     conversation.messages_sent += 1
                     conversation.frames_delivered += delivered
+                    conversation.finals_sent += finals
+                    if delivered:
+                        conversation.finals_delivered.update(finals)
+                    else:
+                        conversation.finals_missed.update(finals)
             await self._publish_queue_event(conversation, connected, time.time())
             self._progress(conversation, state="ended")
         except asyncio.CancelledError:
@@ -772,6 +810,33 @@ class NotificationServer:
             if live is not None and await live.send(frame):
                 delivered += 1
         return delivered
+
+
+def _final_ids(body: Mapping[str, Any]) -> list[str]:
+    """Utterance ids of the final transcripts in a transcription eventBody."""
+    transcripts = body.get("transcripts")
+    if not isinstance(transcripts, list):
+        return []
+    return [
+        t["utteranceId"]
+        for t in transcripts
+        if isinstance(t, dict) and t.get("isFinal") and isinstance(t.get("utteranceId"), str)
+    ]
+
+
+def _final_ids_in(frame: str | bytes) -> list[str]:
+    """Utterance ids of the finals in a frame this emulator sent (none in other frames)."""
+    if not isinstance(frame, str):
+        return []
+    try:
+        data = json.loads(frame)
+    except ValueError:
+        return []
+    body = data.get("eventBody") if isinstance(data, dict) else None
+    topic = data.get("topicName") if isinstance(data, dict) else None
+    if not isinstance(body, dict) or not str(topic).endswith(".transcription"):
+        return []
+    return _final_ids(body)
 
 
 def _is_ping(message: str) -> bool:

@@ -52,6 +52,9 @@ class Faults(BaseModel):
     drop_callbacks: bool = False
     callback_delay_ms: int | None = Field(default=None, ge=0)
     analytics_error_next: int = Field(default=0, ge=0)
+    #: Every analytics POST is answered 503 while set (set it back to false to recover); the
+    #: calls do not consume `analytics_error_next` meanwhile.
+    analytics_down: bool = False
     # --- notifications (REST side and WebSocket); see emulator.sockets -------------------
     #: The next N subscription calls (any method) are answered 429 with `Retry-After`.
     subscription_rate_limit_next: int = Field(default=0, ge=0)
@@ -67,6 +70,9 @@ class Faults(BaseModel):
     oversized_frame_next: int = Field(default=0, ge=0)
     #: Send neither heartbeats nor pongs while set.
     heartbeats_paused: bool = False
+    #: While above 0, every live socket is aborted (the TCP connection cut, no close frame,
+    #: as `ws_drop_after_frames` does) every this many seconds; the channels stay valid.
+    socket_drop_every_s: float = Field(default=0.0, ge=0.0)
     # --- results webhook (`POST /results/suggestions`, our own contract) ----------------
     # Each call consumes at most one of these. The 429 and 503 are answered before the
     # bearer token is looked at (as a gateway would); the 401 and 403 only to calls whose
@@ -140,6 +146,25 @@ class QueryRecord(TypedDict):
     id: str | None
     status_code: int
     body: Any
+
+
+class RestCallRecord(TypedDict):
+    """One call through the REST faults (token, async query, knowledge search and update,
+    Copilot engagement), whatever its answer, with its arrival time: what a test needs to
+    count attempts per query and check that `Retry-After` was waited out."""
+
+    #: The route's endpoint name: oauth_token, knowledge_query, knowledge_search, ...
+    route: str
+    #: Arrival time, epoch seconds.
+    at: float
+    status_code: int
+    #: "rate_limited" or "server_error" when a REST fault answered it, else None.
+    fault: str | None
+    #: The `Retry-After` header sent (seconds), if any.
+    retry_after_s: int | None
+    #: The conversation the call is about (body `conversationId`, knowledge search
+    #: `conversationContext.conversationId`, or the path's), if any.
+    conversation_id: str | None
 
 
 class CallbackRecord(TypedDict):
@@ -253,6 +278,7 @@ class TrainingRecord(TypedDict):
 
 class Records(TypedDict):
     token_requests: list[TokenRequestRecord]
+    rest_calls: list[RestCallRecord]
     queries: list[QueryRecord]
     callbacks: list[CallbackRecord]
     analytics_events: list[dict[str, Any]]
@@ -267,6 +293,7 @@ class Records(TypedDict):
 def _empty_records() -> Records:
     return {
         "token_requests": [],
+        "rest_calls": [],
         "queries": [],
         "callbacks": [],
         "analytics_events": [],
@@ -345,8 +372,11 @@ class EmulatorState:
             return RestDecision(fault, faults.slow_ms, faults.retry_after_s)
 
     def take_analytics_fault(self) -> bool:
-        """True if this analytics POST is to fail (consumes `analytics_error_next`)."""
+        """True if this analytics POST is to fail (`analytics_down`, or consumes
+        `analytics_error_next`)."""
         with self._lock:
+            if self._faults.analytics_down:
+                return True
             if self._faults.analytics_error_next > 0:
                 self._faults = self._faults.model_copy(
                     update={"analytics_error_next": self._faults.analytics_error_next - 1}
@@ -448,6 +478,10 @@ class EmulatorState:
     def record_token_request(self, record: TokenRequestRecord) -> None:
         with self._lock:
             self._records["token_requests"].append(record)
+
+    def record_rest_call(self, record: RestCallRecord) -> None:
+        with self._lock:
+            self._records["rest_calls"].append(record)
 
     def record_query(self, record: QueryRecord) -> None:
         with self._lock:

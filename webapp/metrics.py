@@ -21,6 +21,7 @@ from assist.bootstrap import Services
 from assist.core.analytics import copilot as copilot_stats
 from assist.core.analytics import latency
 from assist.services.copilot import counters as copilot_counters
+from assist.stores.rate_limits import refused_counts
 from assist.stores.transcripts import StreamStatusStore
 
 LATENCY_WINDOW_S = 15 * 60
@@ -47,6 +48,7 @@ class AssistCollector(Collector):
         )
         failed.add_metric([queue.name], queue.failed_job_registry.count)
         yield failed
+        yield from self._circuits()
         records = self._recent_records()
         yield self._stage_latency(records)
         yield from self._copilot(records)
@@ -58,6 +60,41 @@ class AssistCollector(Collector):
         for outcome, count in sorted(StreamStatusStore(self._services.redis).counters().items()):
             stream.add_metric([outcome], count)
         yield stream
+        refused = CounterMetricFamily(
+            "assist_rate_limited",
+            "Requests refused with 429, by endpoint and by the limit they exceeded (agent, ip)",
+            labels=["endpoint", "limit"],
+        )
+        for name, count in sorted(refused_counts(self._services.redis).items()):
+            endpoint, _, scope = name.partition(".")
+            refused.add_metric([endpoint, scope], count)
+        yield refused
+
+    def _circuits(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        """The per-provider circuit breakers (shared state in Redis)."""
+        state = GaugeMetricFamily(
+            "assist_provider_circuit_state",
+            "Circuit breaker of each outbound provider: 1 for its current state",
+            labels=["circuit", "state"],
+        )
+        failures = GaugeMetricFamily(
+            "assist_provider_circuit_failures",
+            "Consecutive failed attempts counted towards opening the circuit",
+            labels=["circuit"],
+        )
+        opens = CounterMetricFamily(
+            "assist_provider_circuit_opens",
+            "Times the circuit opened (all time)",
+            labels=["circuit"],
+        )
+        for status in self._services.breaker.statuses():
+            for name in ("closed", "open", "half-open"):
+                state.add_metric([status.circuit, name], 1.0 if status.state == name else 0.0)
+            failures.add_metric([status.circuit], status.failures)
+            opens.add_metric([status.circuit], status.opens)
+        yield state
+        yield failures
+        yield opens
 
     def _recent_records(self) -> list[dict[str, Any]]:
         end_ms = int(time.time() * 1000)

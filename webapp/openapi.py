@@ -34,14 +34,41 @@ from webapp.schemas import (
 )
 
 _ERRORS = {
-    400: "Malformed JSON or header",
+    400: "Malformed JSON (not UTF-8, bad syntax, NaN/Infinity, a number out of range or over "
+    "100 characters, a duplicate key, a lone surrogate escape, nesting deeper than 32), a body "
+    "shorter than its Content-Length, or a malformed header",
     401: "Missing or invalid credentials",
     404: "Unknown id",
+    408: "The body was not received within ASSIST_BODY_READ_TIMEOUT_S (a slow or stalled upload)",
     409: "Idempotency-Key reused with another body",
     413: "Body too large",
     415: "Body is not JSON",
     422: "Field errors, with field paths",
+    429: "Rate limit of the agent desk or the client address exceeded; retry after Retry-After "
+    "seconds",
     503: "Redis unreachable; retry after Retry-After seconds",
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+_REQUEST_ID = {
+    "X-Request-ID": {
+        "description": "The request id (a well-formed incoming X-Request-ID, else generated); "
+        "also in every error body",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1},
+    }
+}
+_LOCATION = {
+    "Location": {
+        "description": "The status URL of the request (as status_url)",
+        "required": True,
+        "schema": {"type": "string"},
+    }
 }
 
 
@@ -57,6 +84,7 @@ class Operation:
     security: str | None = "desk"
     parameters: list[dict[str, Any]] = field(default_factory=list)
     content_type: str = "application/json"
+    success_headers: dict[str, Any] = field(default_factory=dict)
 
 
 def _path_param(name: str) -> dict[str, Any]:
@@ -72,8 +100,8 @@ _RANGE_PARAMS = [
         "schema": {"type": "string", "format": "date-time"},
     }
     for name, description in (
-        ("from", "Start (default: 24 h before 'to')"),
-        ("to", "End (default: now)"),
+        ("from", "Start, with a time zone, 2000-9000 (default: 24 h before 'to')"),
+        ("to", "End, with a time zone, 2000-9000 (default: now)"),
     )
 ]
 
@@ -85,8 +113,9 @@ OPERATIONS = [
         "Ask for suggestions (answers at once; poll status_url)",
         "suggestions",
         {202: TriggerAccepted},
-        (400, 401, 409, 413, 415, 422, 503),
+        (400, 401, 408, 409, 413, 415, 422, 429, 503),
         TriggerBody,
+        success_headers=_LOCATION,
         parameters=[
             {
                 "name": "Idempotency-Key",
@@ -120,7 +149,7 @@ OPERATIONS = [
         "Record what an agent did with a suggestion",
         "feedback",
         {202: FeedbackAccepted},
-        (400, 401, 404, 413, 415, 422, 503),
+        (400, 401, 404, 408, 413, 415, 422, 429, 503),
         FeedbackBody,
     ),
     Operation(
@@ -129,7 +158,7 @@ OPERATIONS = [
         "Provider callback, signed with Standard Webhooks (webhook-id/-timestamp/-signature)",
         "callbacks",
         {202: CallbackAck, 200: CallbackAck},
-        (400, 401, 404, 413, 415, 422, 503),
+        (400, 401, 404, 408, 413, 415, 422, 503),
         CallbackPayload,
         security="standardWebhooks",
         parameters=[
@@ -169,7 +198,7 @@ OPERATIONS = [
             summary,
             "analytics",
             {200: model},
-            (401, 422),
+            (401, 422, 503),
             parameters=[*_RANGE_PARAMS, *extra],
         )
         for part, summary, model, extra in (
@@ -203,6 +232,14 @@ OPERATIONS = [
     ),
     Operation(
         "get",
+        "/openapi.json",
+        "This document (OpenAPI 3.1)",
+        "operations",
+        {200: None},
+        security=None,
+    ),
+    Operation(
+        "get",
         "/metrics",
         "Prometheus metrics (text format)",
         "operations",
@@ -215,10 +252,8 @@ OPERATIONS = [
 
 def _response(model: type[BaseModel] | None, description: str, content_type: str) -> dict[str, Any]:
     if model is None:
-        return {
-            "description": description,
-            "content": {content_type: {"schema": {"type": "string"}}},
-        }
+        schema = {"type": "object" if content_type == "application/json" else "string"}
+        return {"description": description, "content": {content_type: {"schema": schema}}}
     return {
         "description": description,
         "content": {"application/json": {"schema": PydanticSchema(schema_class=model)}},
@@ -240,6 +275,13 @@ def build_openapi() -> dict[str, Any]:
         }
         for status in op.errors:
             responses[str(status)] = _response(ErrorBody, _ERRORS[status], "application/json")
+        for code, response in responses.items():
+            headers = dict(_REQUEST_ID)
+            if code in ("429", "503"):
+                headers.update(_RETRY_AFTER)
+            if code.startswith("2"):
+                headers.update(op.success_headers)
+            response["headers"] = headers
         operation: dict[str, Any] = {
             "summary": op.summary,
             "tags": [op.tag],

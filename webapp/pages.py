@@ -6,14 +6,17 @@ a Genesys Cloud interaction widget URL can only carry it, as the `access_token` 
 parameter (only the path is ever logged; the page removes the parameter from the address bar
 and sends no Referer). The page's settings travel as one JSON block that is data, not script.
 
-Every answer carries `Cache-Control: no-store`, `Referrer-Policy: no-referrer` and a
-Content-Security-Policy that allows scripts, styles and connections to this origin only and
-lets Genesys Cloud (and this origin) frame the desk as an interaction widget.
+Every answer carries `Cache-Control: no-store`, `Referrer-Policy: no-referrer`,
+`X-Content-Type-Options: nosniff` and a Content-Security-Policy that allows scripts, styles
+and connections to this origin only (no inline script) and lets only this origin and the
+Genesys Cloud apps of the configured region (`https://*.<GENESYS_ENV>`, where the
+interaction widget runs) frame the pages.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from flask import Blueprint, Response, render_template, request
@@ -28,29 +31,26 @@ _IDENTIFIER = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 _MAX_SKILLS = 50
 _MAX_SKILL_CHARS = 64
 _MAX_SOURCES = 10
-# Genesys Cloud's regional app domains, so the desk can run as an interaction widget.
-GENESYS_FRAME_ANCESTORS = (
-    "https://*.mypurecloud.com",
-    "https://*.pure.cloud",
-    "https://*.mypurecloud.ie",
-    "https://*.mypurecloud.de",
-    "https://*.mypurecloud.com.au",
-    "https://*.mypurecloud.jp",
-    "https://*.us-gov-pure.cloud",
-    "https://*.eusc-pure.cloud",
-)
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "connect-src 'self'",
-        "img-src 'self' data:",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'self' " + " ".join(GENESYS_FRAME_ANCESTORS),
+
+
+@lru_cache(maxsize=4)
+def content_security_policy(genesys_env: str) -> str:
+    """The pages' policy; `genesys_env` (a validated domain) is the Genesys Cloud region whose
+    apps (e.g. apps.mypurecloud.com, apps.usw2.pure.cloud) may frame the desk as a widget."""
+    return "; ".join(
+        (
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self'",
+            "img-src 'self' data:",
+            "base-uri 'none'",
+            "form-action 'self'",
+            f"frame-ancestors 'self' https://*.{genesys_env}",
+        )
     )
-)
+
+
 # Interaction-widget URL templates name the conversation differently; all are accepted.
 CONVERSATION_PARAMS = ("conversationId", "gcConversationId", "conversation_id")
 
@@ -65,7 +65,9 @@ def _page(
     response = Response(render_template(template, **context), status=status, mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["Content-Security-Policy"] = content_security_policy(
+        services().settings.genesys_env
+    )
     response.headers["X-Content-Type-Options"] = "nosniff"
     for name, value in (headers or {}).items():
         response.headers[name] = value

@@ -20,8 +20,8 @@ from workers.runtime import job, services
 
 
 @job
-def submit_query(request_id: str) -> str | None:
-    request = suggestions.submit_query(services(), request_id)
+def submit_query(request_id: str, attempt: int = 1, run: int = 1) -> str | None:
+    request = suggestions.submit_query(services(), request_id, attempt, run)
     return request.status.value if request else None
 
 

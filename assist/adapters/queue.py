@@ -8,6 +8,7 @@ is how a record and the job that processes it land in Redis together or not at a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,11 +20,16 @@ from rq.serializers import JSONSerializer
 JOBS = "workers.jobs"
 
 
-def attempts_retry(attempts: int, intervals_s: list[int]) -> Retry | None:
-    """RQ's retry for a job allowed `attempts` tries in all, waiting `intervals_s` in turn."""
+def attempts_retry(attempts: int, intervals_s: Sequence[int]) -> Retry | None:
+    """RQ's retry for a job allowed `attempts` tries in all, waiting `intervals_s` in turn
+    and then the last of them again (RQ itself would reuse the *first* one for the retries
+    beyond the list)."""
     if attempts <= 1:
         return None
-    return Retry(max=attempts - 1, interval=intervals_s[: attempts - 1])
+    retries = attempts - 1
+    waits = list(intervals_s[:retries]) or [0]
+    waits += [waits[-1]] * (retries - len(waits))
+    return Retry(max=retries, interval=waits)
 
 
 class TaskQueue:
@@ -69,11 +75,12 @@ class TaskQueue:
         job: str,
         *args: Any,
         job_id: str | None = None,
+        retry: Retry | None = None,
         pipeline: Pipeline | None = None,
     ) -> str:
         """Schedule a job; needs a worker started with the scheduler (ours always is)."""
         scheduled = self.queue.enqueue_at(
-            when, f"{JOBS}.{job}", *args, job_id=job_id, pipeline=pipeline
+            when, f"{JOBS}.{job}", *args, job_id=job_id, retry=retry, pipeline=pipeline
         )
         return str(scheduled.id)
 

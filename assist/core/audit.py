@@ -24,6 +24,7 @@ class EventType(StrEnum):
     QUERY_REQUESTED = "query_requested"
     QUERY_SUBMITTED = "query_submitted"
     QUERY_FAILED = "query_failed"
+    QUERY_RETRY_SCHEDULED = "query_retry_scheduled"
     CALLBACK_RECEIVED = "callback_received"
     SUGGESTIONS_RANKED = "suggestions_ranked"
     SUGGESTIONS_DELIVERED = "suggestions_delivered"

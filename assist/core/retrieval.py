@@ -17,8 +17,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-#: Placeholders the redaction leaves in transcripts; they carry no meaning for search.
-_PLACEHOLDER = re.compile(r"\[(?:CARD|NUMBER|EMAIL|PHONE)\]")
+from assist.core.redaction import PLACEHOLDER
+
 _SPEAKER = re.compile(r"^\s*(customer|agent)\s*:\s*(.*)$", re.IGNORECASE)
 
 #: The k of reciprocal-rank fusion; 60 is the value of the original paper.
@@ -32,8 +32,9 @@ class QueryTurn:
 
 
 def clean_query_text(text: str) -> str:
-    """The text without redaction placeholders and with whitespace collapsed."""
-    return " ".join(_PLACEHOLDER.sub(" ", text).split())
+    """The text without redaction placeholders (they carry no meaning for search, configured
+    labels included) and with whitespace collapsed."""
+    return " ".join(PLACEHOLDER.sub(" ", text).split())
 
 
 def build_query(

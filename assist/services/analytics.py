@@ -35,7 +35,13 @@ def deliver_pending(services: Services) -> int:
     sent = 0
     lock = store.delivery_lock(LOCK_TIMEOUT_S)
     if not lock.acquire(blocking=False):
-        services.queue.enqueue_at(utcnow() + RETRY_WHEN_BUSY, "deliver_analytics")
+        # With the retry schedule of its own: a successor that fails must not leave the
+        # flag set and nobody retrying until it lapses.
+        services.queue.enqueue_at(
+            utcnow() + RETRY_WHEN_BUSY,
+            "deliver_analytics",
+            retry=services.recorder.delivery_retry,
+        )
         log.info("analytics.delivery_busy", retry_in_s=RETRY_WHEN_BUSY.total_seconds())
         return 0
     try:

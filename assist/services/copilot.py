@@ -50,7 +50,6 @@ log = get_logger(__name__)
 SOURCE = "copilot"
 JOB = "process_insight"
 UNDER_MS = 500
-SYNC_RETRY_INTERVALS_S = [1, 5, 15, 60, 300, 900, 1800]
 ENGAGEMENT_OF_ACTION = {
     FeedbackAction.OPENED: "Opened",
     FeedbackAction.COPIED: "Copied",
@@ -263,7 +262,7 @@ def _stage_sync(
         "utterance_id": insight.utterance_id,
         "event_time": insight.event_time.isoformat(),
     }
-    retry = attempts_retry(settings.training_webhook_attempts, SYNC_RETRY_INTERVALS_S)
+    retry = attempts_retry(settings.training_webhook_attempts, settings.training_webhook_retry_s)
     services.queue.enqueue(
         "sync_insight",
         payload,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
-from assist.adapters.genesys.errors import GenesysError
+from assist.adapters.genesys.errors import GenesysCircuitOpenError, GenesysError
 from assist.bootstrap import Services
 from assist.core.audit import EventType, RecordEvent
 from assist.core.models import Candidate, SuggestionRequest
@@ -32,6 +32,13 @@ GENESYS_KNOWLEDGE = "genesys-knowledge"
 class Gathered:
     candidates: list[Candidate] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: Whether every error is a Genesys "try later" one (rate limit, 5xx, network, open
+    #: circuit), and the longest wait their servers or circuit breakers asked for.
+    retryable: bool = True
+    retry_in_s: float | None = None
+    #: False once a Genesys knowledge call was sent (answered or not); True while every one
+    #: was turned away by an open circuit before the network.
+    nothing_sent: bool = True
 
 
 def store_of(services: Services) -> KnowledgeSearchStore:
@@ -70,6 +77,7 @@ def _search_local(
         error = f"{type(exc).__name__}: {exc}"
         log.error("local_kb.search_failed", error=error, exc_info=exc)
         into.errors.append(f"local-kb: {error}")
+        into.retryable = False
         services.recorder.record_for(
             request,
             EventType.KNOWLEDGE_SEARCHED,
@@ -115,8 +123,14 @@ def _search_genesys(
             except GenesysError as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 into.errors.append(f"{GENESYS_KNOWLEDGE} {kb_id}: {exc}")
+                into.retryable = into.retryable and exc.retryable
+                if exc.retry_in_s is not None:
+                    into.retry_in_s = max(into.retry_in_s or 0.0, exc.retry_in_s)
+                if not (isinstance(exc, GenesysCircuitOpenError) and exc.nothing_sent):
+                    into.nothing_sent = False
                 log.warning("genesys_knowledge.search_failed", knowledge_base_id=kb_id, error=error)
             else:
+                into.nothing_sent = False
                 search_id = result.search_id
                 for item in result.results:
                     document = item.document

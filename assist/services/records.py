@@ -7,8 +7,11 @@ it is the record of last resort.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
+from redis.client import Pipeline
 from rq import Retry
 
 from assist.adapters.queue import TaskQueue
@@ -26,10 +29,6 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-# Delivery to the analytics endpoint: 5 more tries over about 13 minutes.
-ANALYTICS_RETRY = Retry(max=5, interval=[1, 5, 30, 120, 600])
-
-
 class Recorder:
     def __init__(
         self,
@@ -40,6 +39,7 @@ class Recorder:
         *,
         deliver: bool,
         budgets_ms: dict[str, int] | None = None,
+        delivery_retry: Retry | None = None,
     ) -> None:
         self.audit = audit
         self._analytics = analytics
@@ -47,6 +47,8 @@ class Recorder:
         self._redis = redis
         self._deliver = deliver
         self._budgets = budgets_ms or {}
+        #: How the analytics delivery job is retried (ASSIST_ANALYTICS_ATTEMPTS / _RETRY_S).
+        self.delivery_retry = delivery_retry
 
     def _check_budget(self, event: RecordEvent) -> None:
         budget = self._budgets.get(event.type.value)
@@ -73,10 +75,54 @@ class Recorder:
             )
         )
 
-    def record(self, event: RecordEvent) -> None:
+    # --- records that must follow a Redis transaction exactly once ---------------------------
+    # A job stages its events in the transaction that commits its work, writes them after the
+    # commit, then drops the staged copy. A retry of a job whose worker died in between finds
+    # the work already done and the staged copy still there: it writes the events (the audit
+    # line only if it is not in the log yet) instead of none or a second set.
+    def stage_pending(
+        self, pipe: Pipeline, key: str, events: Sequence[RecordEvent], ttl_s: int
+    ) -> None:
+        """Queue (in `pipe`'s MULTI) the events to write once the transaction commits."""
+        pipe.set(key, json.dumps([e.to_record() for e in events]), ex=ttl_s)
+
+    def write_pending(self, key: str, events: Sequence[RecordEvent]) -> None:
+        """After the commit: write the staged events, then drop the staged copy."""
+        for event in events:
+            self.record(event)
+        self._drop_pending(key)
+
+    def replay_pending(self, key: str) -> int:
+        """Write events a dead job staged but may not have written; returns how many."""
+        try:
+            raw = self._redis.raw.get(key)
+        except Exception as exc:
+            log.error("records.pending_read_failed", key=key, error=describe(exc))
+            return 0
+        if raw is None:
+            return 0
+        events = [RecordEvent.model_validate(item) for item in json.loads(raw)]
+        for event in events:
+            self.record(event, once=True)
+        self._drop_pending(key)
+        log.warning("records.pending_replayed", key=key, events=len(events))
+        return len(events)
+
+    def _drop_pending(self, key: str) -> None:
+        try:
+            self._redis.raw.delete(key)
+        except Exception as exc:  # it expires; a retry would only find its lines written
+            log.error("records.pending_drop_failed", key=key, error=describe(exc))
+
+    def record(self, event: RecordEvent, *, once: bool = False) -> None:
+        """Write one audit line and one analytics record (`once`: no audit line if the log
+        already has this event; analytics are at least once, deduplicated by `event_id`)."""
         self._check_budget(event)
         try:
-            self.audit.append(event)
+            if once:
+                self.audit.append_once(event)
+            else:
+                self.audit.append(event)
         except OSError as exc:
             log.error("audit.write_failed", path=str(self.audit.path), error=describe(exc))
         try:
@@ -87,6 +133,6 @@ class Recorder:
                 replies = pipe.execute()
             # Only the event that set the flag enqueues: one job per burst, not per event.
             if self._deliver and replies[-1]:
-                self._queue.enqueue("deliver_analytics", retry=ANALYTICS_RETRY)
+                self._queue.enqueue("deliver_analytics", retry=self.delivery_retry)
         except Exception as exc:
             log.error("analytics.write_failed", event_type=event.type.value, error=describe(exc))

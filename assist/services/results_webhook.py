@@ -25,6 +25,7 @@ from typing import Any
 
 from redis.client import Pipeline
 
+from assist.adapters.genesys.circuit import RESULTS_WEBHOOK
 from assist.adapters.genesys.errors import GenesysError
 from assist.adapters.queue import attempts_retry
 from assist.bootstrap import Services
@@ -78,9 +79,13 @@ def deliver(services: Services, request_id: str) -> bool:
     url = services.settings.results_webhook_url
     try:
         response = services.tokens.send(
-            "POST", url, json=payload_of(request), headers={"Idempotency-Key": request_id}
+            "POST",
+            url,
+            circuit=RESULTS_WEBHOOK,
+            json=payload_of(request),
+            headers={"Idempotency-Key": request_id},
         )
-    except GenesysError as exc:  # transport errors, or Retry-After beyond the cap
+    except GenesysError as exc:  # transport errors, Retry-After beyond the cap, circuit open
         raise ResultsDeliveryError(f"results webhook: {exc}") from exc
     status = response.status_code
     if 200 <= status < 300:

@@ -14,6 +14,7 @@ is durably in Redis.
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,9 +26,10 @@ from redis.client import Pipeline
 from rq import Retry
 from structlog.contextvars import bind_contextvars
 
-from assist.adapters.genesys.errors import GenesysError
+from assist.adapters.genesys.errors import GenesysCircuitOpenError, GenesysError
+from assist.adapters.genesys.http import DEFAULT_RETRY_AFTER_S
 from assist.bootstrap import Services
-from assist.core.audit import EventType
+from assist.core.audit import EventType, RecordEvent
 from assist.core.models import (
     Candidate,
     RankedSuggestion,
@@ -46,8 +48,16 @@ from assist.stores.idempotency import IdempotencyRecord
 
 log = get_logger(__name__)
 
-# A ranking job that dies with its worker is retried by RQ's abandoned-job cleanup.
-RANK_RETRY = Retry(max=3, interval=[1, 5, 30])
+# A submission or ranking job that dies with its worker is retried by RQ's abandoned-job
+# cleanup (workers/rq_worker.py). The first retry is enqueued at once rather than scheduled
+# (the dead worker may have held the scheduler lock, which RQ keeps for a minute), at the
+# front of the queue (it has waited longest). Both jobs are idempotent (a request's status is
+# checked in the transaction that moves it on).
+SUBMIT_RETRY = Retry(max=3, interval=[0, 5, 30], enqueue_at_front=True)
+RANK_RETRY = Retry(max=3, interval=[0, 5, 30], enqueue_at_front=True)
+#: A submission turned away by a provider comes back no sooner than this (the RQ scheduler
+#: looks for due jobs every second).
+MIN_RESUBMIT_WAIT_S = 1.0
 
 
 # --- trigger ---------------------------------------------------------------------------------
@@ -131,7 +141,11 @@ def trigger(
         pipe.multi()
         services.requests.stage_save(pipe, request)
         services.queue.enqueue(
-            "submit_query", request_id, job_id=f"submit-{request_id}", pipeline=pipe
+            "submit_query",
+            request_id,
+            job_id=f"submit-{request_id}",
+            retry=SUBMIT_RETRY,
+            pipeline=pipe,
         )
         services.queue.enqueue_at(
             request.expires_at,
@@ -163,7 +177,9 @@ def trigger(
 # --- submission (worker) ---------------------------------------------------------------------
 
 
-def submit_query(services: Services, request_id: str) -> SuggestionRequest | None:
+def submit_query(
+    services: Services, request_id: str, attempt: int = 1, run: int = 1
+) -> SuggestionRequest | None:
     """Ask every provider of the request; it moves to `submitted`, `completed` or `failed`.
 
     Synchronous providers (`local-kb`, `genesys-knowledge`) are asked here, in the worker.
@@ -171,6 +187,18 @@ def submit_query(services: Services, request_id: str) -> SuggestionRequest | Non
     that calls back at once still has them ranked with its own. Without an async-query source
     the request is ranked and completed here. A request fails only when nothing was found and
     some provider failed; otherwise what was found is ranked.
+
+    When nothing was found and the providers failed in a "try later" way (rate limited after
+    the retries, 5xx, network, an open circuit), another run is scheduled after the wait the
+    server (`Retry-After`) or the circuit breaker (open time left) asked for, with a
+    `query_retry_scheduled` record. `attempt` counts the runs that sent provider calls, at most
+    `ASSIST_QUERY_SUBMIT_ATTEMPTS`; a run turned away by an open circuit before any call does
+    not count, and `run` counts every run (job ids). No run is scheduled past the request's
+    deadline. Out of attempts or of time, the request fails (`query_failed` record naming the
+    error and the attempt). Each attempt makes at most `ASSIST_GENESYS_MAX_ATTEMPTS` HTTP
+    attempts per provider call, so a query costs the async-query provider at most
+    `QUERY_SUBMIT_ATTEMPTS x GENESYS_MAX_ATTEMPTS` calls (twice that if every call also meets a
+    401 and sends again with a new token), and none while its circuit is open.
     """
     request = services.requests.get(request_id)
     if request is not None:
@@ -202,14 +230,44 @@ def submit_query(services: Services, request_id: str) -> SuggestionRequest | Non
             )
             if saved is None:  # expired or otherwise moved on meanwhile
                 return services.requests.get(request_id)
+    found_any = bool(gathered.candidates or request.pending_candidates)
     if not remote_ids:
-        if gathered.errors and not gathered.candidates:
-            return _fail(services, request, "; ".join(gathered.errors))
+        if gathered.errors and not found_any:
+            error = "; ".join(gathered.errors)
+            if gathered.retryable and _retry_later(
+                services,
+                request,
+                attempt,
+                run,
+                counted=not gathered.nothing_sent,
+                provider=knowledge.GENESYS_KNOWLEDGE,
+                error_type="ProvidersFailed",
+                error=error,
+                retry_in_s=gathered.retry_in_s,
+            ):
+                return services.requests.get(request_id)
+            return _fail(services, request, error)
         return rank_candidates(services, request_id, [], provider_request_id=None)
     remote_request = request.model_copy(update={"knowledge_source_ids": remote_ids})
     try:
         accepted = services.provider.submit(remote_request, callback_url_for(services, request_id))
     except GenesysError as exc:
+        if (
+            not found_any
+            and exc.retryable
+            and _retry_later(
+                services,
+                request,
+                attempt,
+                run,
+                counted=not (isinstance(exc, GenesysCircuitOpenError) and exc.nothing_sent),
+                provider=services.provider.name,
+                error_type=type(exc).__name__,
+                error=str(exc),
+                retry_in_s=exc.retry_in_s,
+            )
+        ):
+            return services.requests.get(request_id)
         services.recorder.record_for(
             request,
             EventType.QUERY_FAILED,
@@ -218,8 +276,10 @@ def submit_query(services: Services, request_id: str) -> SuggestionRequest | Non
             retryable=exc.retryable,
             provider=services.provider.name,
             other_candidates=len(gathered.candidates),
+            attempt=attempt,
+            run=run,
         )
-        if gathered.candidates:
+        if found_any:
             # Other providers answered: rank what they found rather than fail.
             return rank_candidates(services, request_id, [], provider_request_id=None)
         return _fail(services, request, f"provider: {exc}", recorded=True)
@@ -248,6 +308,64 @@ def submit_query(services: Services, request_id: str) -> SuggestionRequest | Non
         latency_ms=elapsed_ms(request.created_at, now),
     )
     return updated or services.requests.get(request_id)
+
+
+def _retry_later(
+    services: Services,
+    request: SuggestionRequest,
+    attempt: int,
+    run: int,
+    *,
+    counted: bool,
+    provider: str,
+    error_type: str,
+    error: str,
+    retry_in_s: float | None,
+) -> bool:
+    """Schedule the next run of the submission, if the query has attempts and time left.
+
+    `counted`: this run sent provider calls (else an open circuit turned it away first)."""
+    next_attempt = attempt + 1 if counted else attempt
+    if next_attempt > services.settings.query_submit_attempts:
+        return False
+    # The wait the server (Retry-After) or the circuit breaker (open time left) asked for, else
+    # the retry layer's default growing with the attempts; plus up to 10% so that queries
+    # turned away together do not all come back in the same second.
+    wait = retry_in_s if retry_in_s is not None else DEFAULT_RETRY_AFTER_S * attempt
+    wait = max(wait, MIN_RESUBMIT_WAIT_S)
+    wait += random.uniform(0, wait * 0.1)
+    when = utcnow() + timedelta(seconds=wait)
+    if when >= request.expires_at:
+        return False
+    services.queue.enqueue_at(
+        when,
+        "submit_query",
+        request.request_id,
+        next_attempt,
+        run + 1,
+        job_id=f"submit-{request.request_id}-{run + 1}",
+        retry=SUBMIT_RETRY,
+    )
+    services.recorder.record_for(
+        request,
+        EventType.QUERY_RETRY_SCHEDULED,
+        provider=provider,
+        error_type=error_type,
+        error=error,
+        attempt=attempt,
+        run=run,
+        counted=counted,
+        retry_in_s=round(wait, 3),
+    )
+    log.info(
+        "submit.retry_scheduled",
+        attempt=attempt,
+        run=run,
+        counted=counted,
+        retry_in_s=round(wait, 3),
+        error=error,
+    )
+    return True
 
 
 def _fail(
@@ -474,13 +592,18 @@ def rank_candidates(
     """Rank `candidates` with the request's pending (local) ones; store, deliver, record.
 
     Idempotent: a request that is already terminal is left alone, so an RQ retry after a
-    worker death neither ranks twice nor writes a second `suggestions_ranked` record.
+    worker death neither ranks twice nor delivers twice. Its records (`suggestions_ranked`,
+    `suggestions_delivered`) are staged in the transaction that completes the request and
+    written after it, so a worker that dies in between leaves them to the retry: exactly one
+    audit line each, whenever the worker dies.
     """
     pending = services.requests.get(request_id)
     everything = [*candidates, *(pending.pending_candidates if pending else ())]
     feedback = services.feedback.stats(c.id for c in everything)
     keys = services.redis.keys
+    records_key = keys.request_records(request_id)
     now = utcnow()
+    staged: list[RecordEvent] = []
 
     def body(pipe: Pipeline) -> SuggestionRequest | None:
         request = services.requests.read_in(pipe, request_id)
@@ -512,6 +635,8 @@ def rank_candidates(
                 feed_event(completed, outcome.ranked),
             )
         results_webhook.stage_delivery(services, pipe, completed)
+        staged[:] = _ranking_records(completed, len(candidates), received_at or now, now)
+        services.recorder.stage_pending(pipe, records_key, staged, services.settings.request_ttl_s)
         return completed
 
     # The request key is watched for its status; the conversation's shown scores so that two
@@ -522,26 +647,49 @@ def rank_candidates(
         watched.append(keys.conversation_shown(pending.conversation_id))
     completed = services.redis.transact(watched, body)
     if completed is None:
-        log.info("rank.skipped", request_id=request_id)
+        # Already ranked; by a job that may have died before writing its records.
+        replayed = services.recorder.replay_pending(records_key)
+        log.info("rank.skipped", request_id=request_id, records_replayed=replayed)
         return pending
-    ranked_ids = [s.id for s in completed.suggestions]
-    services.recorder.record_for(
-        completed,
-        EventType.SUGGESTIONS_RANKED,
-        candidates=len(candidates) + len(completed.pending_candidates),
-        ranked=[{"id": s.id, "score": s.score, "rank": s.rank} for s in completed.suggestions],
-        suppressed=[s.id for s in completed.suppressed],
-        ranking_ms=elapsed_ms(received_at or now, now),
-        latency_ms=elapsed_ms(completed.created_at, now),
-    )
-    if ranked_ids:
-        services.recorder.record_for(
-            completed,
-            EventType.SUGGESTIONS_DELIVERED,
-            suggestion_ids=ranked_ids,
-            channel="conversation-feed",
-        )
+    services.recorder.write_pending(records_key, staged)
     return completed
+
+
+def _ranking_records(
+    completed: SuggestionRequest, new_candidates: int, received_at: datetime, now: datetime
+) -> list[RecordEvent]:
+    """The `suggestions_ranked` record of a completed request, and `suggestions_delivered`
+    when it showed anything."""
+
+    def event(event_type: EventType, **data: Any) -> RecordEvent:
+        return RecordEvent.create(
+            event_type,
+            request_id=completed.request_id,
+            conversation_id=completed.conversation_id,
+            agent_id=completed.agent_id,
+            at=now,
+            **data,
+        )
+
+    records = [
+        event(
+            EventType.SUGGESTIONS_RANKED,
+            candidates=new_candidates + len(completed.pending_candidates),
+            ranked=[{"id": s.id, "score": s.score, "rank": s.rank} for s in completed.suggestions],
+            suppressed=[s.id for s in completed.suppressed],
+            ranking_ms=elapsed_ms(received_at, now),
+            latency_ms=elapsed_ms(completed.created_at, now),
+        )
+    ]
+    if completed.suggestions:
+        records.append(
+            event(
+                EventType.SUGGESTIONS_DELIVERED,
+                suggestion_ids=[s.id for s in completed.suggestions],
+                channel="conversation-feed",
+            )
+        )
+    return records
 
 
 def feed_event(request: SuggestionRequest, ranked: tuple[RankedSuggestion, ...]) -> dict[str, Any]:

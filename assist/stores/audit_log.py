@@ -30,6 +30,9 @@ from assist.core.audit import GENESIS, RecordEvent, chained_line
 #: `TAIL_MAX_BYTES`: one small read per append for the usual line of well under 4 KB.
 TAIL_CHUNK_BYTES = 4096
 TAIL_MAX_BYTES = 1024 * 1024
+#: How far back `append_once` looks for the event (a retried job's lines are minutes old at
+#: most: tens of thousands of lines at full load).
+ONCE_LOOKBACK_BYTES = 32 * 1024 * 1024
 
 
 def rotated_name(path: Path, day: str) -> Path:
@@ -58,20 +61,42 @@ def last_hash(fd: int) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _contains_event(fd: int, event_id: str) -> bool:
+    size = os.fstat(fd).st_size
+    start = max(0, size - ONCE_LOOKBACK_BYTES)
+    needle = json.dumps({"event_id": event_id}, separators=(",", ":"))[1:-1].encode()
+    return needle in os.pread(fd, size - start, start)
+
+
 class AuditLog:
     def __init__(self, path: str | Path, *, rotate: Literal["daily", "never"] = "daily") -> None:
         self.path = Path(path)
         self.rotate = rotate
 
     def append(self, event: RecordEvent) -> None:
+        self._append(event, once=False)
+
+    def append_once(self, event: RecordEvent) -> bool:
+        """Append unless a line with this `event_id` is among the file's last
+        `ONCE_LOOKBACK_BYTES` (checked under the append lock); returns whether it appended.
+
+        For the rare retry of work whose lines may already be written (a job whose worker
+        died after writing some of them): the normal path never pays for the scan.
+        """
+        return self._append(event, once=True)
+
+    def _append(self, event: RecordEvent, *, once: bool) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked_file() as fd:
+            if once and _contains_event(fd, event.event_id):
+                return False
             prev = last_hash(fd) or self._carried_hash() or GENESIS
             line, _ = chained_line(event.to_record(), prev)
             data = line.encode()
             written = 0
             while written < len(data):
                 written += os.write(fd, data[written:])
+        return True
 
     def _locked_file(self) -> _Locked:
         return _Locked(self)

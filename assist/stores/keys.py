@@ -20,6 +20,11 @@ class Keys:
         """JSON of a `SuggestionRequest`."""
         return self._key("request", request_id)
 
+    def request_records(self, request_id: str) -> str:
+        """JSON list of the record events a request's ranking committed, kept until they are
+        written (audit line, analytics), so a retried job writes what a dead one did not."""
+        return self._key("request", request_id, "records")
+
     def provider_request(self, provider_request_id: str) -> str:
         """Provider request id -> our request id."""
         return self._key("provider-request", provider_request_id)
@@ -63,12 +68,30 @@ class Keys:
         """Set once per conversation so replayed feedback does not count twice."""
         return self._key("feedback", "mark", conversation_id, suggestion_id, what)
 
+    # --- rate limits ---------------------------------------------------------------------
+    def rate_limits(self) -> str:
+        """Prefix of the `limits` library's moving-window lists, which it names
+        `<this>:<endpoint>/<agent|ip>/<identity...>/<amount>/<multiples>/<granularity>`."""
+        return self._key("rate-limit")
+
+    def rate_limited_counters(self) -> str:
+        """Hash: `<endpoint>.<agent|ip>` -> requests refused with 429 (for /metrics)."""
+        return self._key("rate-limited")
+
     # --- Genesys -------------------------------------------------------------------------
     def genesys_token(self, client_digest: str) -> str:
         return self._key("genesys", "token", client_digest)
 
     def genesys_token_lock(self, client_digest: str) -> str:
         return self._key("genesys", "token-lock", client_digest)
+
+    def genesys_circuit(self, circuit: str) -> str:
+        """Hash: one provider's circuit breaker (failures, open_until, opened_at, opens)."""
+        return self._key("genesys", "circuit", circuit)
+
+    def genesys_circuit_probe(self, circuit: str) -> str:
+        """Set (with a TTL) while one process sends the half-open circuit's probe call."""
+        return self._key("genesys", "circuit-probe", circuit)
 
     # --- analytics -----------------------------------------------------------------------
     def analytics_events(self) -> str:

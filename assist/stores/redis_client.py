@@ -21,11 +21,14 @@ from assist.stores.keys import Keys
 T = TypeVar("T")
 
 # What "Redis is unreachable" looks like from redis-py; the web layer answers 503 for these.
+# OutOfMemoryError: a full Redis with `maxmemory-policy noeviction` (config/redis.conf)
+# refuses writes; nothing was stored, so the caller is told to retry, as for an outage.
 REDIS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
     redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
 )
 
 

@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
+from assist.security import digest
 from tests.conftest import CALLBACK_SECRET, ROTATED_SECRET, wait_for
 from tests.integration.conftest import System
 
@@ -281,3 +283,64 @@ def test_callback_while_redis_is_unreachable_is_503(system_factory: Callable[...
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) > 0
     assert response.json()["error"]["code"] == "store_unavailable"
+
+
+# --- replay protection ------------------------------------------------------------------------
+
+
+def callback_records(system: System) -> list[dict[str, Any]]:
+    return system.audit("callback_received")
+
+
+def test_a_captured_delivery_replayed_byte_for_byte_is_processed_once(system: System) -> None:
+    request_id, provider_id = submitted_request(system)
+    body = completed_body(provider_id)
+    captured = signed(body)
+    assert post_callback(system, body, captured).status_code == 202
+    replay = post_callback(system, body, captured)
+    # The design's contract: 200 duplicate, no second job.
+    assert replay.status_code == 200
+    assert replay.json() == {"status": "duplicate", "request_id": request_id}
+    assert queued_jobs(system) == 1
+    system.run_jobs()
+    assert post_callback(system, body, captured).json()["status"] == "duplicate"
+    assert len(system.audit("suggestions_ranked")) == 1
+    assert [r["data"]["duplicate"] for r in callback_records(system)] == [False, True, True]
+    # The webhook-id is remembered longer than a signature stays valid (±300 s), so any replay
+    # the signature check lets through is a known id.
+    redis = system.services.redis
+    key = redis.keys.callback_message(digest(captured["webhook-id"]))
+    assert redis.decoded.ttl(key) > 300
+
+
+def test_concurrent_copies_of_one_delivery_are_processed_once(system: System) -> None:
+    request_id, provider_id = submitted_request(system)
+    body = completed_body(provider_id)
+    headers = signed(body)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(lambda _: post_callback(system, body, headers), range(8)))
+    assert sorted(r.status_code for r in responses) == [200] * 7 + [202]
+    assert queued_jobs(system) == 1
+    system.run_jobs()
+    assert len(system.audit("suggestions_ranked")) == 1
+    assert system.client.get(f"/v1/suggestions/{request_id}").json()["status"] == "completed"
+
+
+def test_a_captured_delivery_cannot_be_replayed_under_a_new_id_or_time(system: System) -> None:
+    """The id and the timestamp are signed: changing either to dodge the dedup or the
+    ±300 s window breaks the signature."""
+    _, provider_id = submitted_request(system)
+    body = completed_body(provider_id)
+    old = time.time() - 200
+    captured = signed(body, msg_id="msg_captured", at=old)
+    new_id = {**captured, "webhook-id": "msg_fresh"}
+    new_time = {**captured, "webhook-timestamp": str(int(time.time()))}
+    for label, headers in (("new id", new_id), ("new timestamp", new_time)):
+        response = post_callback(system, body, headers)
+        assert response.status_code == 401, label
+        assert response.json()["error"]["code"] == "invalid_signature"
+    # A signature made for another body does not carry over to this one.
+    other = completed_body(provider_id, status="failed")
+    assert post_callback(system, body, signed(other)).status_code == 401
+    assert queued_jobs(system) == 0
+    assert callback_records(system) == []

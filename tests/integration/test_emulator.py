@@ -560,6 +560,32 @@ def test_rate_limit_next(
     assert [q["status_code"] for q in records["queries"]] == [429, 202]
 
 
+def test_rest_calls_are_recorded_with_their_time_and_retry_after(
+    client: httpx.Client, receiver: Receiver, emulator: EmulatorServer
+) -> None:
+    token = get_token(client)
+    set_faults(client, rate_limit_next=1, server_error_next=1, retry_after_s=2)
+    before = time.time()
+    limited = post_query(client, token, query_body(receiver, conversationId="conv-rc"))
+    failed = post_query(client, token, query_body(receiver, conversationId="conv-rc"))
+    accepted = post_query(client, token, query_body(receiver, conversationId="conv-rc"))
+
+    assert [r.status_code for r in (limited, failed, accepted)] == [429, 503, 202]
+    calls = [c for c in emulator.state.records()["rest_calls"] if c["route"] == "knowledge_query"]
+    assert [(c["status_code"], c["fault"], c["retry_after_s"]) for c in calls] == [
+        (429, "rate_limited", 2),
+        (503, "server_error", None),
+        (202, None, None),
+    ]
+    assert {c["conversation_id"] for c in calls} == {"conv-rc"}
+    times = [c["at"] for c in calls]
+    assert before <= times[0] <= times[1] <= times[2] <= time.time()
+    [token_call] = [
+        c for c in emulator.state.records()["rest_calls"] if c["route"] == "oauth_token"
+    ]
+    assert (token_call["status_code"], token_call["conversation_id"]) == (200, None)
+
+
 def test_server_error_next(client: httpx.Client) -> None:
     set_faults(client, server_error_next=1)
 
@@ -667,6 +693,7 @@ def test_records_endpoint_and_reset(client: httpx.Client, receiver: Receiver) ->
     records = client.get("/emulator/records").json()
     assert set(records) == {
         "token_requests",
+        "rest_calls",
         "queries",
         "callbacks",
         "analytics_events",
@@ -687,6 +714,7 @@ def test_records_endpoint_and_reset(client: httpx.Client, receiver: Receiver) ->
 
     assert client.get("/emulator/records").json() == {
         "token_requests": [],
+        "rest_calls": [],
         "queries": [],
         "callbacks": [],
         "analytics_events": [],

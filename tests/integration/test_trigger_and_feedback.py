@@ -218,7 +218,9 @@ def test_refused_credentials_fail_the_request_with_a_reason(
 def test_provider_errors_beyond_the_retry_budget_fail_the_request(
     system_factory: Callable[..., System],
 ) -> None:
-    system = system_factory(genesys_max_attempts=2)
+    # One submission run (a retryable failure is otherwise tried again later, see
+    # test_provider_circuit.py), two HTTP attempts, no circuit opening in between.
+    system = system_factory(genesys_max_attempts=2, query_submit_attempts=1)
     system.emulator.post("/emulator/faults", json={"server_error_next": 5})
     view = complete(system, system.trigger(transcript="refund").json()["request_id"])
     assert view["status"] == "failed"

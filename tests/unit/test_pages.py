@@ -165,6 +165,11 @@ def test_free_text_in_the_config_is_escaped_inside_the_json_block(client: FlaskC
 # --- headers and logs ------------------------------------------------------------------------
 
 
+def policy(response: TestResponse) -> dict[str, str]:
+    header = response.headers["Content-Security-Policy"]
+    return dict(part.strip().split(" ", 1) for part in header.split(";"))
+
+
 @pytest.mark.parametrize("path", ["/desk?conversationId=conv-1", "/dashboard"])
 def test_security_headers(client: FlaskClient, path: str) -> None:
     response = client.get(path, headers=AUTH)
@@ -172,17 +177,59 @@ def test_security_headers(client: FlaskClient, path: str) -> None:
     headers = response.headers
     assert headers["Cache-Control"] == "no-store"
     assert headers["Referrer-Policy"] == "no-referrer"
+    assert headers["X-Content-Type-Options"] == "nosniff"
     assert "X-Frame-Options" not in headers
-    csp = dict(part.strip().split(" ", 1) for part in headers["Content-Security-Policy"].split(";"))
+    csp = policy(response)
     assert csp["script-src"] == "'self'"
     assert csp["style-src"] == "'self'"
     assert csp["connect-src"] == "'self'"
     assert csp["default-src"] == "'none'"
-    ancestors = csp["frame-ancestors"].split()
-    assert "'self'" in ancestors
-    assert {"https://*.mypurecloud.com", "https://*.pure.cloud", "https://*.mypurecloud.ie"} <= set(
-        ancestors
+    assert "unsafe-inline" not in headers["Content-Security-Policy"]
+    assert "unsafe-eval" not in headers["Content-Security-Policy"]
+    # Only this origin and the configured region's Genesys Cloud apps may frame the pages.
+    assert csp["frame-ancestors"].split() == ["'self'", "https://*.mypurecloud.com"]
+
+
+@pytest.mark.parametrize("path", ["/desk?conversationId=conv-1", "/dashboard", "/desk"])
+def test_error_pages_carry_the_same_headers(client: FlaskClient, path: str) -> None:
+    # 401 without a token; 400 for the desk without a conversation id.
+    for response in (client.get(path), client.get(path, headers=AUTH)):
+        if response.status_code == 200:
+            continue
+        assert response.status_code in (400, 401)
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert policy(response)["frame-ancestors"] == "'self' https://*.mypurecloud.com"
+        assert policy(response)["script-src"] == "'self'"
+
+
+def test_frame_ancestors_follow_the_configured_genesys_region(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    app = create_app(
+        make_settings(tmp_path_factory.mktemp("region"), genesys_env="usw2.pure.cloud")
     )
+    try:
+        response = app.test_client().get("/desk?conversationId=conv-1", headers=AUTH)
+        assert response.status_code == 200
+        ancestors = policy(response)["frame-ancestors"].split()
+        assert ancestors == ["'self'", "https://*.usw2.pure.cloud"]
+        # Another region (another Genesys organisation's apps) may not embed the desk.
+        assert "https://*.mypurecloud.com" not in ancestors
+    finally:
+        app.extensions[EXTENSION_KEY].close()
+
+
+@pytest.mark.parametrize("path", ["/desk?conversationId=conv-1", "/dashboard"])
+def test_the_pages_have_no_inline_script(client: FlaskClient, path: str) -> None:
+    # What a CSP without 'unsafe-inline' would block: the pages must work without it.
+    html = client.get(path, headers=AUTH).get_data(as_text=True)
+    for tag in re.findall(r"<script\b[^>]*>", html):
+        assert 'type="application/json"' in tag or re.search(r"\bsrc=", tag), tag
+    for block in re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.DOTALL):
+        attributes, content = block
+        assert not content.strip() or 'type="application/json"' in attributes
+    assert not re.search(r"\son[a-z]+\s*=", html), "inline event handler attribute"
+    assert "javascript:" not in html.lower()
 
 
 def test_the_static_assets_are_served(client: FlaskClient) -> None:

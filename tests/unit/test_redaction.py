@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+import structlog
+from pydantic import ValidationError
 
+from assist.core import redaction
 from assist.core.audit import EventType, RecordEvent
-from assist.core.redaction import REDACTED_SECRET, luhn_valid, redact_text, redact_value
+from assist.core.redaction import (
+    REDACTED_SECRET,
+    RedactionConfigError,
+    Redactor,
+    luhn_valid,
+    parse_extra_patterns,
+    redact_text,
+    redact_value,
+)
+from assist.logconfig import configure_logging, get_logger
+from assist.settings import Settings
+
+
+@pytest.fixture
+def default_redactor() -> Iterator[None]:
+    """Put the process-wide redactor back to the defaults after a test that configures it."""
+    yield
+    redaction.configure()
+
 
 # --- cards and long numbers ------------------------------------------------------------------
 # Test card numbers published by the card networks; all pass the Luhn check.
@@ -78,6 +101,179 @@ def test_phone_numbers_become_phone(phone: str) -> None:
     assert redacted == "call me on [PHONE] tomorrow"
 
 
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "+44 20 7946 0958",  # GB
+        "+44 (0)20 7946 0958",
+        "+1-800-555-0199",  # US
+        "+33 1 42 68 53 00",  # FR
+        "+49 30 901820",  # DE
+        "+49 171 1234567",
+        "+353 91 123 4567",  # IE
+        "+61 2 9374 4000",  # AU
+        "+91 98765 43210",  # IN
+        "+442079460958",
+    ],
+)
+def test_international_numbers_are_found_whatever_the_regions(phone: str) -> None:
+    for regions in (["US", "GB"], ["DE"], []):
+        redactor = Redactor(phone_regions=regions)
+        assert redactor.text(f"reach me at {phone}, thanks") == "reach me at [PHONE], thanks"
+        assert redactor.text(f"tel:{phone}") == "tel:[PHONE]"
+
+
+@pytest.mark.parametrize(
+    ("region", "phone"),
+    [
+        ("US", "(415) 555-0132"),
+        ("US", "415.555.0132"),
+        ("US", "1-800-555-0199"),
+        ("US", "4155550132"),
+        ("GB", "020 7946 0958"),
+        ("GB", "0800 123 4567"),
+        ("IE", "091 123 4567"),
+        ("IE", "087 123 4567"),
+        ("DE", "030 901820"),
+        ("DE", "0171 1234567"),
+        ("FR", "01 42 68 53 00"),
+        ("FR", "01.42.68.53.00"),
+        ("AU", "(02) 9374 4000"),
+        ("AU", "0412 345 678"),
+    ],
+)
+def test_national_formats_of_the_configured_regions_become_phone(region: str, phone: str) -> None:
+    redactor = Redactor(phone_regions=[region])
+    assert redactor.text(f"my number is {phone} ok") == "my number is [PHONE] ok"
+
+
+def test_default_regions_cover_us_and_gb_national_formats() -> None:
+    text = "call (415) 555-0132 or 020 7946 0958 or 415.555.0132"
+    assert redact_text(text) == "call [PHONE] or [PHONE] or [PHONE]"
+
+
+def test_digits_spoken_one_by_one_are_redacted() -> None:
+    # How an account number reaches a transcript (emulator script billing-dispute).
+    assert redact_text("Sure, it's 4 4 7 1 9 2 3 0, and") == "Sure, it's [PHONE], and"
+
+
+def test_a_card_is_a_card_not_a_phone_number() -> None:
+    assert redact_text("card 4111 1111 1111 1111 or phone 020 7946 0958") == (
+        "card [CARD] or phone [PHONE]"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "placeholder"),
+    [
+        ("4111 1111 1111 1111", "[CARD]"),
+        ("020 7946 0958", "[PHONE]"),
+        ("(415) 555-0132", "[PHONE]"),
+        ("+44 20 7946 0958", "[PHONE]"),
+        ("4 4 7 1 9 2 3 0", "[PHONE]"),
+    ],
+)
+def test_numbers_right_after_a_version_or_decimal_are_found(value: str, placeholder: str) -> None:
+    # gunicorn's warning about a malformed request line; "1.1" must not hide the number.
+    line = f"Invalid HTTP Version: 'HTTP/1.1 {value}'"
+    assert redact_text(line) == f"Invalid HTTP Version: 'HTTP/1.1 {placeholder}'"
+    assert redact_text(f"it costs 12.50 {value}") == f"it costs 12.50 {placeholder}"
+
+
+def test_dotted_phone_shapes_are_not_taken_for_decimals() -> None:
+    assert redact_text("(415) 555.0132 or 415.555.0132") == "[PHONE] or [PHONE]"
+    assert Redactor(phone_regions=["FR"]).text("au 01.42.68.53.00") == "au [PHONE]"
+
+
+def test_unknown_phone_regions_are_refused() -> None:
+    with pytest.raises(RedactionConfigError, match="'XX'"):
+        Redactor(phone_regions=["US", "XX"])
+
+
+# --- configured extra patterns ---------------------------------------------------------------
+
+
+def test_extra_patterns_become_their_label() -> None:
+    redactor = Redactor(extra_patterns={"ACCOUNT": r"ACC-\d{8}", "POLICY": r"(?i)pol\d{6}"})
+    text = "account ACC-12345678, policy POL123456 and pol654321, call 020 7946 0958"
+    assert redactor.text(text) == "account [ACCOUNT], policy [POLICY] and [POLICY], call [PHONE]"
+    assert redactor.text(redactor.text(text)) == redactor.text(text)
+
+
+def test_extra_patterns_run_before_the_number_rules() -> None:
+    # Otherwise the digits would be taken as a phone number and the label never applied.
+    redactor = Redactor(extra_patterns={"MEMBER": r"\b\d{3}-\d{3}-\d{4}\b"})
+    assert redactor.text("member 415-555-0132") == "member [MEMBER]"
+
+
+def test_extra_patterns_parse_from_the_env_format() -> None:
+    assert parse_extra_patterns(r" ACCOUNT = ACC-\d{8} ;POLICY=POL(?=\d)\d{6};;KEY=a=b ") == {
+        "ACCOUNT": r"ACC-\d{8}",
+        "POLICY": r"POL(?=\d)\d{6}",
+        "KEY": "a=b",
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (r"ACCOUNT=ACC-(\d{8}", "ACCOUNT: invalid regex"),
+        (r"account=ACC-\d{8}", "label 'account'"),
+        (r"1ACCOUNT=ACC-\d{8}", "label '1ACCOUNT'"),
+        (r"ACCOUNT=\d*", "ACCOUNT: regex .* matches the empty string"),
+        ("ACCOUNT", "expected LABEL=regex"),
+        ("ACCOUNT=", "expected LABEL=regex"),
+        ("A=x;A=y", "label 'A' is given twice"),
+    ],
+)
+def test_invalid_extra_patterns_are_refused_at_start(value: str, message: str) -> None:
+    with pytest.raises(ValidationError, match="ASSIST_REDACTION_EXTRA_PATTERNS") as raised:
+        Settings(_env_file=None, environment="test", redaction_extra_patterns=value)
+    assert raised.match(message)
+
+
+def test_settings_read_the_redaction_configuration() -> None:
+    settings = Settings(
+        _env_file=None,
+        environment="test",
+        redaction_phone_regions="us, ie",
+        redaction_extra_patterns=r"ACCOUNT=ACC-\d{8}",
+    )
+    assert settings.redaction_phone_regions == ["US", "IE"]
+    assert settings.redaction_extra_patterns == {"ACCOUNT": r"ACC-\d{8}"}
+    defaults = Settings(_env_file=None, environment="test")
+    assert defaults.redaction_phone_regions == ["US", "GB"]
+    assert defaults.redaction_extra_patterns == {}
+    with pytest.raises(ValidationError, match="ASSIST_REDACTION_PHONE_REGIONS"):
+        Settings(_env_file=None, environment="test", redaction_phone_regions="US,XX")
+
+
+@pytest.mark.usefixtures("default_redactor")
+def test_configure_logging_configures_the_process_wide_redactor(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = Settings(
+        _env_file=None,
+        environment="test",
+        log_format="json",
+        redaction_phone_regions="IE",
+        redaction_extra_patterns=r"ACCOUNT=ACC-\d{8}",
+    )
+    try:
+        configure_logging(settings, force=True)
+        assert redact_text("ACC-12345678, 091 123 4567") == "[ACCOUNT], [PHONE]"
+        assert redact_value({"note": "ACC-87654321"}) == {"note": "[ACCOUNT]"}
+        get_logger("test.redaction").info("said", text="my account is ACC-12345678")
+        logging.getLogger("some.library").warning("ring 091 123 4567")
+        out = capsys.readouterr().out
+        assert "12345678" not in out and "123 4567" not in out
+        assert "[ACCOUNT]" in out and "[PHONE]" in out
+    finally:
+        structlog.reset_defaults()
+        configure_logging(Settings(_env_file=None, environment="test"), force=True)
+    assert redact_text("ACC-12345678") == "ACC-[PHONE]"
+
+
 # --- what must survive -----------------------------------------------------------------------
 
 
@@ -93,6 +289,12 @@ def test_phone_numbers_become_phone(phone: str) -> None:
         "server 10.0.0.12 is down",
         "object 9b2c4d61e8f0, commit 3f9c2e1b7a, id 0x1f2e3d4c",
         "request req_0f8e4d2c1b3a49c6a7d5e3f1b2c4d6e8",
+        "took 0.0123456 s, amount 1234567.89",
+        "at 23:14:03.172687 and 2025-01-02T03:04:05.123456Z",
+        "logged 2024-03-15T14:30:00.123456+00:00 and 2024-03-15 14:30:59",
+        "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0.6099.109 Safari/537.36",
+        "connect redis://127.0.0.1:6390/0 from [::1]:5000",
+        "pid 12345 ppid 1, 3 retries, 250 ms, HTTP 503",
     ],
 )
 def test_ordinary_values_survive(text: str) -> None:

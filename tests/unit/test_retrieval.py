@@ -88,7 +88,9 @@ def test_unlabelled_text_is_one_customer_turn() -> None:
     assert turns == [QueryTurn("How do I reset a customer password?", 1.0)]
 
 
-@pytest.mark.parametrize("placeholder", ["[CARD]", "[EMAIL]", "[PHONE]", "[NUMBER]"])
+@pytest.mark.parametrize(
+    "placeholder", ["[CARD]", "[EMAIL]", "[PHONE]", "[NUMBER]", "[ACCOUNT]", "[POLICY_ID]"]
+)
 def test_redaction_placeholders_are_removed(placeholder: str) -> None:
     assert clean_query_text(f"send it to {placeholder} today") == "send it to today"
     assert build_query(f"customer: my {placeholder} please") == [QueryTurn("my please", 1.0)]

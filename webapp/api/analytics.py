@@ -26,6 +26,8 @@ from webapp.services import services
 
 bp = Blueprint("analytics", __name__)
 _DATETIME = TypeAdapter(datetime)
+EARLIEST = datetime(2000, 1, 1)
+LATEST = datetime(9000, 1, 1)
 GROUPINGS = {
     "knowledge_source": "by_knowledge_source",
     "article": "by_article",
@@ -38,12 +40,20 @@ def _param(name: str) -> datetime | None:
     if not value:
         return None
     try:
-        return _DATETIME.validate_python(value)
+        parsed = _DATETIME.validate_python(value)
     except ValidationError as exc:
         raise FieldValidationError(
             f"{name} is not an ISO-8601 date-time",
             details=[{"field": name, "message": "expected e.g. 2026-11-20T10:00:00Z"}],
         ) from exc
+    # Records are kept by arrival time in milliseconds since 1970: a range reaching before
+    # that (or near the end of the calendar) cannot be asked of the store.
+    if not EARLIEST <= parsed.replace(tzinfo=None) <= LATEST:
+        raise FieldValidationError(
+            f"{name} must be between {EARLIEST.year} and {LATEST.year}",
+            details=[{"field": name, "message": "date-time out of range"}],
+        )
+    return parsed
 
 
 def _summary() -> Summary:

@@ -16,6 +16,7 @@ from assist.services.suggestions import (
     get_request,
     trigger,
 )
+from webapp import throttle
 from webapp.context import bind
 from webapp.inputs import parse_json_object, require_desk_token
 from webapp.schemas import ConversationSuggestionsView, RequestView, TriggerAccepted, TriggerBody
@@ -44,6 +45,8 @@ def create_suggestion_request() -> tuple[Response, int, dict[str, str]]:
     svc = require_desk_token()
     body = parse_json_object(TriggerBody)
     bind(conversation_id=body.conversation_id)
+    idempotency = _idempotency(body)
+    throttle.enforce(throttle.TRIGGER, agent_id=body.agent_id, conversation_id=body.conversation_id)
     result = trigger(
         svc,
         TriggerCommand(
@@ -54,7 +57,7 @@ def create_suggestion_request() -> tuple[Response, int, dict[str, str]]:
             agent_skills=tuple(body.agent_skills),
             max_results=body.max_results,
         ),
-        idempotency=_idempotency(body),
+        idempotency=idempotency,
     )
     req = result.request
     status_url = url_for("suggestions.get_suggestion_request", request_id=req.request_id)

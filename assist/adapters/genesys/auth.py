@@ -20,7 +20,12 @@ import httpx
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import LockError
 
-from assist.adapters.genesys.errors import GenesysApiError, GenesysAuthError
+from assist.adapters.genesys.circuit import OAUTH_TOKEN
+from assist.adapters.genesys.errors import (
+    GenesysApiError,
+    GenesysAuthError,
+    GenesysCircuitOpenError,
+)
 from assist.adapters.genesys.http import ResilientHttp
 from assist.logconfig import get_logger
 from assist.settings import Settings
@@ -71,15 +76,29 @@ class TokenProvider:
             self._redis.decoded.delete(self._key)
 
     def send(
-        self, method: str, url: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        circuit: str | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
-        """Send with the bearer token (through the retrying client); on a 401, fetch a new
-        token and send once more. A second 401 is returned: the caller reads it as refused."""
+        """Send with the bearer token (through the retrying client and `circuit`'s breaker);
+        on a 401, fetch a new token and send once more. A second 401 is returned: the caller
+        reads it as refused."""
         response: httpx.Response | None = None
         for _ in (1, 2):
             token = self.token()
             authorized = {**(headers or {}), "Authorization": f"Bearer {token}"}
-            response = self._http.send(method, url, headers=authorized, **kwargs)
+            try:
+                response = self._http.send(
+                    method, url, circuit=circuit, headers=authorized, **kwargs
+                )
+            except GenesysCircuitOpenError as exc:
+                if response is not None:  # the first send was answered 401
+                    exc.nothing_sent = False
+                raise
             if response.status_code != 401:
                 break
             self.invalidate(token)
@@ -102,6 +121,7 @@ class TokenProvider:
         response = self._http.send(
             "POST",
             f"{settings.login_base_url}/oauth/token",
+            circuit=OAUTH_TOKEN,
             auth=httpx.BasicAuth(
                 settings.genesys_client_id, settings.genesys_client_secret.get_secret_value()
             ),

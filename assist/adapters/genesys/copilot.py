@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from assist.adapters.genesys.auth import TokenProvider
+from assist.adapters.genesys.circuit import COPILOT_ENGAGEMENT
 from assist.adapters.genesys.errors import raise_for_status
 
 ENGAGEMENT_PATH = "/api/v2/conversations/{conversation}/suggestions/{suggestion}/engagement"
@@ -26,7 +27,9 @@ class GenesysCopilot:
         path = ENGAGEMENT_PATH.format(
             conversation=quote(conversation_id, safe=""), suggestion=quote(suggestion_id, safe="")
         )
-        response = self._tokens.send("POST", self._base + path, json=engagement)
+        response = self._tokens.send(
+            "POST", self._base + path, circuit=COPILOT_ENGAGEMENT, json=engagement
+        )
         raise_for_status(
             response.status_code,
             response.headers.get("ININ-Correlation-Id"),

@@ -4,9 +4,11 @@
     ├── GenesysTransportError     could not talk to the server (connect error, timeout)
     ├── GenesysAuthError          credentials refused by the token endpoint, or 401 after a refetch
     ├── GenesysRateLimitedError   429 still there after the retry budget, or Retry-After too long
+    ├── GenesysCircuitOpenError   the provider's circuit breaker is open: nothing was sent
     └── GenesysApiError           the server answered with another error status (`status_code`)
 
-Transport, rate-limit and 5xx errors are "try later"; auth and 4xx API errors are final.
+Transport, rate-limit, circuit-open and 5xx errors are "try later" (`retry_in_s`, when set,
+says how long to wait); auth and 4xx API errors are final.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 class GenesysError(Exception):
     retryable = False
+    #: How long the server (Retry-After) or the circuit breaker asks us to wait, when known.
+    retry_in_s: float | None = None
 
 
 class GenesysTransportError(GenesysError):
@@ -30,6 +34,24 @@ class GenesysRateLimitedError(GenesysError):
     def __init__(self, message: str, *, retry_after_s: float | None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.retry_in_s = retry_after_s
+
+
+class GenesysCircuitOpenError(GenesysError):
+    """Raised without touching the network while a provider's circuit is open (or half-open
+    with its one probe call already in flight), and by the call whose failure opened it.
+
+    `nothing_sent` is True when the call was turned away before any of its HTTP attempts."""
+
+    retryable = True
+
+    def __init__(
+        self, message: str, *, circuit: str, retry_in_s: float, nothing_sent: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.circuit = circuit
+        self.retry_in_s = retry_in_s
+        self.nothing_sent = nothing_sent
 
 
 class GenesysApiError(GenesysError):

@@ -9,6 +9,12 @@ tenacity rather than a hand-rolled loop:
 - give up when `Retry-After` exceeds the configured bound (180 s by default: a quota-style
   limit is not worth waiting for in a live call), or after `max_attempts`.
 
+A call that names a `circuit` goes through that provider's circuit breaker
+(`assist.adapters.genesys.circuit`, state shared in Redis): every attempt asks it first and
+reports its outcome, and an open circuit ends the call at once with `GenesysCircuitOpenError`,
+before the network, including the remaining retries of a call whose own failure opened it.
+So one call makes at most `max_attempts` HTTP attempts, and none while its circuit is open.
+
 Every response's `inin-ratelimit-*` and `ININ-Correlation-Id` headers are logged.
 """
 
@@ -22,8 +28,10 @@ from typing import Any
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, retry_if_result
 
+from assist.adapters.genesys.circuit import CircuitBreaker, Permit
 from assist.adapters.genesys.errors import (
     GenesysApiError,
+    GenesysCircuitOpenError,
     GenesysRateLimitedError,
     GenesysTransportError,
 )
@@ -57,10 +65,12 @@ class ResilientHttp:
         max_retry_after_s: float,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[float], float] | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.client = client
         self.max_attempts = max_attempts
         self.max_retry_after_s = max_retry_after_s
+        self.breaker = breaker
         self._sleep = sleep
         self._jitter = jitter or (lambda wait: random.uniform(0, wait * 0.1))
 
@@ -95,8 +105,11 @@ class ResilientHttp:
             wait_s=round(state.upcoming_sleep, 3),
         )
 
-    def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send with retries; raise `GenesysTransportError` or `GenesysRateLimitedError` on give-up.
+    def send(
+        self, method: str, url: str, *, circuit: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Send with retries; raise `GenesysTransportError` or `GenesysRateLimitedError` on give-up,
+        `GenesysCircuitOpenError` when `circuit` is (or becomes) open.
 
         Other error statuses are returned for the caller to interpret.
         """
@@ -113,9 +126,15 @@ class ResilientHttp:
             reraise=True,
         )
         try:
-            response: httpx.Response | None = retrying(self._send_once, method, url, **kwargs)
+            response: httpx.Response | None = retrying(
+                self._send_once, method, url, circuit, **kwargs
+            )
         except httpx.TransportError as exc:
             raise GenesysTransportError(f"{method} {url}: {exc!r}") from exc
+        except GenesysCircuitOpenError as exc:
+            if retrying.statistics.get("attempt_number", 1) > 1:
+                exc.nothing_sent = False  # turned away on a retry: earlier attempts were sent
+            raise
         if response is None:  # pragma: no cover - tenacity always has an outcome here
             raise GenesysTransportError(f"{method} {url}: no response")
         if response.status_code == 429:
@@ -124,15 +143,26 @@ class ResilientHttp:
                 retry_after_s=retry_after_seconds(response),
             )
         if response.status_code in RETRYABLE_STATUS:
-            raise GenesysApiError(
+            error = GenesysApiError(
                 f"{method} {url}: {response.status_code} after retries",
                 status_code=response.status_code,
                 correlation_id=response.headers.get("ININ-Correlation-Id"),
             )
+            error.retry_in_s = retry_after_seconds(response)
+            raise error
         return response
 
-    def _send_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        response = self.client.request(method, url, **kwargs)
+    def _send_once(
+        self, method: str, url: str, circuit: str | None, **kwargs: Any
+    ) -> httpx.Response:
+        breaker = self.breaker if circuit is not None else None
+        permit = breaker.acquire(circuit) if breaker is not None and circuit is not None else None
+        try:
+            response = self.client.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            if breaker is not None and permit is not None:
+                self._failed(breaker, permit, None, f"{method} {url}: {exc!r}", exc)
+            raise
         limits = {
             name.removeprefix("inin-ratelimit-"): response.headers[name]
             for name in _RATE_LIMIT_HEADERS
@@ -146,4 +176,30 @@ class ResilientHttp:
             correlation_id=response.headers.get("ININ-Correlation-Id"),
             ratelimit=limits or None,
         )
+        if breaker is None or permit is None:
+            return response
+        if response.status_code >= 500:
+            what = f"{method} {url}: {response.status_code}"
+            self._failed(breaker, permit, retry_after_seconds(response), what, None)
+        elif response.status_code == 429:
+            breaker.record_neutral(permit)
+        else:
+            breaker.record_success(permit)
         return response
+
+    @staticmethod
+    def _failed(
+        breaker: CircuitBreaker,
+        permit: Permit,
+        retry_after_s: float | None,
+        what: str,
+        cause: BaseException | None,
+    ) -> None:
+        """Report a failed attempt; if its circuit is open now, end the call here."""
+        open_for = breaker.record_failure(permit, retry_after_s=retry_after_s)
+        if open_for > 0:
+            raise GenesysCircuitOpenError(
+                f"{what}; circuit {permit.circuit} open for {open_for:.1f} s",
+                circuit=permit.circuit,
+                retry_in_s=open_for,
+            ) from cause

@@ -9,8 +9,9 @@
 - `PATCH …/documents/search/{searchId}` with a `SearchUpdateRequest` `{answered: true,
   selectedAnswer: {document: {id}}}` records which result the agent used.
 
-Both go through the shared OAuth token (a 401 fetches a new one once) and the retry rules of
-every Genesys call (`ResilientHttp`: 429/502/503/504, `Retry-After`). Errors are
+Both go through the shared OAuth token (a 401 fetches a new one once), the retry rules of
+every Genesys call (`ResilientHttp`: 429/502/503/504, `Retry-After`) and a circuit breaker
+each (`genesys-knowledge-search`, `genesys-knowledge-answer`). Errors are
 `GenesysError`s; unknown response fields are ignored.
 """
 
@@ -22,6 +23,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from assist.adapters.genesys.auth import TokenProvider
+from assist.adapters.genesys.circuit import KNOWLEDGE_ANSWER, KNOWLEDGE_SEARCH
 from assist.adapters.genesys.errors import GenesysApiError, raise_for_status
 
 SEARCH_PATH = "/api/v2/knowledge/knowledgebases/{kb}/documents/search"
@@ -119,6 +121,7 @@ class GenesysKnowledge:
         response = self._tokens.send(
             "POST",
             self._url(knowledge_base_id),
+            circuit=KNOWLEDGE_SEARCH,
             params={"expand": "documentVariations"},
             json=body,
         )
@@ -141,6 +144,7 @@ class GenesysKnowledge:
         response = self._tokens.send(
             "PATCH",
             self._url(knowledge_base_id, f"/{quote(search_id, safe='')}"),
+            circuit=KNOWLEDGE_ANSWER,
             json={"answered": True, "selectedAnswer": {"document": {"id": document_id}}},
         )
         raise_for_status(

@@ -15,6 +15,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from assist.adapters.genesys.auth import TokenProvider
+from assist.adapters.genesys.circuit import ASYNC_QUERY
 from assist.adapters.genesys.errors import GenesysApiError, raise_for_status
 from assist.adapters.genesys.http import ResilientHttp
 from assist.core.models import SuggestionRequest
@@ -56,7 +57,7 @@ class AsyncQueryProvider:
             "callbackUrl": callback_url,
             "async": True,
         }
-        response = self._tokens.send("POST", self._url, json=body)
+        response = self._tokens.send("POST", self._url, circuit=ASYNC_QUERY, json=body)
         correlation_id = response.headers.get("ININ-Correlation-Id")
         raise_for_status(response.status_code, correlation_id, what="provider", accepted=ACCEPTED)
         try:
