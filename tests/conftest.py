@@ -45,14 +45,18 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
 
 
 def wait_for(
-    predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.05
+    predicate: Callable[[], Any],
+    timeout_s: float = 10.0,
+    interval_s: float = 0.05,
+    what: str = "",
 ) -> Any:
-    """Poll until `predicate()` is truthy; fail the test with a clear message otherwise."""
+    """Poll until `predicate()` is truthy and return its value; fail the test with a clear
+    message (`what`, or the predicate) otherwise."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout_s}s: {predicate}")
+            pytest.fail(f"condition not met within {timeout_s}s: {what or predicate}")
         time.sleep(interval_s)

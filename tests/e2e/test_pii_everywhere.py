@@ -26,13 +26,14 @@ import json
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.processes import CALLBACK_SECRET, ProcessSystem
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -83,17 +84,6 @@ def digit_pattern(value: str) -> re.Pattern[str]:
 LEAK_PATTERNS = {value: digit_pattern(value) for value in RAW_VALUES if re.search(r"\d", value)}
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float = 60) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s}s: {what}")
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessSystem]:
     running = ProcessSystem(
@@ -131,11 +121,13 @@ def trigger_and_wait(system: ProcessSystem, **body: Any) -> dict[str, Any]:
 def play_live_call(system: ProcessSystem) -> list[str]:
     """The scripted call through the stream process; returns the live transcript window."""
     wait_for(
-        "the stream subscribed to the queue",
         lambda: any(
             call.get("status") == 200
             for call in system.records()["notifications"]["subscription_calls"]
         ),
+        timeout_s=60,
+        interval_s=0.2,
+        what="the stream subscribed to the queue",
     )
     started = system.emulator.post(
         "/emulator/conversations",
@@ -150,7 +142,12 @@ def play_live_call(system: ProcessSystem) -> list[str]:
         return window if any("the account is in the name" in line for line in window) else None
 
     try:
-        return wait_for("the account-number utterance in the window", window_with_the_account_line)
+        return wait_for(
+            window_with_the_account_line,
+            timeout_s=60,
+            interval_s=0.2,
+            what="the account-number utterance in the window",
+        )
     finally:
         redis.close()
 
@@ -216,7 +213,12 @@ def outputs(system: ProcessSystem) -> dict[str, str]:
         )
         return records if delivered else None
 
-    records = wait_for("analytics, results and utterance deliveries", records_when_delivered)
+    records = wait_for(
+        records_when_delivered,
+        timeout_s=60,
+        interval_s=0.2,
+        what="analytics, results and utterance deliveries",
+    )
     time.sleep(1)  # let the processes flush their last log lines
     found: dict[str, str] = {
         f"log {path.name}": path.read_text(errors="replace")

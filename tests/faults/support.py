@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import redis
@@ -16,20 +15,6 @@ from tests.processes import ProcessSystem
 T = TypeVar("T")
 KEYS = Keys("assist:v1")  # the default ASSIST_KEY_PREFIX, which ProcessSystem keeps
 QUEUE = "assist"  # the default ASSIST_QUEUE_NAME
-
-
-def wait_until(
-    predicate: Callable[[], T], timeout_s: float, interval_s: float = 0.1, what: str = ""
-) -> T:
-    """Poll until `predicate()` is truthy (returned) or fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout_s}s: {what}")
-        time.sleep(interval_s)
 
 
 def audit_records(system: ProcessSystem, event_type: str | None = None) -> list[dict[str, Any]]:

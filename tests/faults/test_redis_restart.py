@@ -25,6 +25,7 @@ import httpx
 import pytest
 import redis
 
+from tests.conftest import wait_for
 from tests.faults.figures import FaultFigures
 from tests.faults.support import (
     KEYS,
@@ -32,7 +33,6 @@ from tests.faults.support import (
     feed_lengths,
     per_request,
     request_statuses,
-    wait_until,
 )
 from tests.processes import ProcessSystem
 from tests.redis_server import RedisServer
@@ -175,7 +175,7 @@ def test_redis_restarts_under_load_lose_nothing_acknowledged(system: ProcessSyst
         statuses = request_statuses(store, ids)
         return all(status == "completed" for status in statuses.values())
 
-    wait_until(backlog_done, timeout_s=60, interval_s=0.2, what="every acknowledged ranked")
+    wait_for(backlog_done, timeout_s=60, interval_s=0.2, what="every acknowledged ranked")
     backlog_s = time.monotonic() - outages[-1].restarted_at
     time.sleep(1)  # a duplicate ranking, if any, would be written by now
     final = request_statuses(store, ids)

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.faults.figures import FaultFigures
-from tests.faults.support import KEYS, audit_records, request_statuses, wait_until
+from tests.faults.support import KEYS, audit_records, request_statuses
 from tests.processes import CALLBACK_SECRET, ProcessSystem
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -71,7 +72,7 @@ def analytics_outbox_ids(system: ProcessSystem) -> list[str]:
 
 
 def test_a_minute_of_receivers_down_loses_and_duplicates_nothing(system: ProcessSystem) -> None:
-    wait_until(
+    wait_for(
         lambda: any(
             c.get("status") == 200 for c in system.records()["notifications"]["subscription_calls"]
         ),
@@ -103,7 +104,7 @@ def test_a_minute_of_receivers_down_loses_and_duplicates_nothing(system: Process
         listing = system.emulator.get("/emulator/conversations").json()["conversations"]
         return all(c["done"] for c in listing if c["conversation_id"] in calls)
 
-    wait_until(calls_played, timeout_s=DOWN_S, interval_s=0.5, what="every call played")
+    wait_for(calls_played, timeout_s=DOWN_S, interval_s=0.5, what="every call played")
     store = system.redis_client()
     assert set(request_statuses(store, request_ids).values()) == {"completed"}
     store.close()
@@ -124,7 +125,7 @@ def test_a_minute_of_receivers_down_loses_and_duplicates_nothing(system: Process
         outbox = set(analytics_outbox_ids(system))
         return (analytics, training) if outbox <= analytics and insights <= training else None
 
-    wait_until(delivered, timeout_s=60, interval_s=0.2, what="every record and insight delivered")
+    wait_for(delivered, timeout_s=60, interval_s=0.2, what="every record and insight delivered")
     recovery_s = time.monotonic() - up_at
     time.sleep(2)  # a second delivery of anything, if there were one, would have come by now
     records = system.records()

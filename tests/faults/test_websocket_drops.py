@@ -30,8 +30,9 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.faults.figures import FaultFigures
-from tests.faults.support import KEYS, audit_records, wait_until
+from tests.faults.support import KEYS, audit_records
 from tests.processes import ProcessSystem
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
@@ -95,7 +96,7 @@ def feed_card_ids(system: ProcessSystem, conversation_id: str) -> list[str]:
 def test_socket_drops_lose_no_delivered_final_and_duplicate_nothing(
     system: ProcessSystem,
 ) -> None:
-    wait_until(
+    wait_for(
         lambda: any(
             c.get("status") == 200 for c in system.records()["notifications"]["subscription_calls"]
         ),
@@ -109,7 +110,7 @@ def test_socket_drops_lose_no_delivered_final_and_duplicate_nothing(
         for name in SCRIPTS:
             # The call's start (its queue event) must reach the stream, or it is never
             # followed: start each call while a socket is up.
-            wait_until(lambda: live_socket(system), timeout_s=15, interval_s=0.05)
+            wait_for(lambda: live_socket(system), timeout_s=15, interval_s=0.05)
             conversation_id = f"fault-ws-{name}-{round_}"
             response = system.emulator.post(
                 "/emulator/conversations",
@@ -130,7 +131,7 @@ def test_socket_drops_lose_no_delivered_final_and_duplicate_nothing(
         ours = [c for c in calls if c["conversation_id"] in conversation_ids]
         return ours if len(ours) == len(conversation_ids) and all(c["done"] for c in ours) else None
 
-    calls = wait_until(all_played, timeout_s=90, interval_s=0.5, what="every call played")
+    calls = wait_for(all_played, timeout_s=90, interval_s=0.5, what="every call played")
     played_s = time.monotonic() - started
     system.faults(socket_drop_every_s=0)
     time.sleep(3)  # the last events are processed and cards delivered by now

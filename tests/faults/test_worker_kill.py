@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.faults.figures import FaultFigures
 from tests.faults.support import (
     audit_records,
@@ -33,7 +34,6 @@ from tests.faults.support import (
     per_request,
     request_statuses,
     rq_worker_of_pid,
-    wait_until,
 )
 from tests.processes import ProcessSystem
 
@@ -166,7 +166,7 @@ def test_workers_killed_mid_job_lose_and_duplicate_nothing(system: ProcessSystem
         done = all(k.recovered_s is not None for k in kills if k.abandoned)
         return done and all(status == "completed" for status in found.values())
 
-    wait_until(all_done, timeout_s=60, interval_s=0.2, what="every acknowledged trigger ranked")
+    wait_for(all_done, timeout_s=60, interval_s=0.2, what="every acknowledged trigger ranked")
     settled_s = time.monotonic() - kills[-1].at
     time.sleep(1)  # a duplicate ranking, if any, would be written by now
     final = request_statuses(client, list(acknowledged))

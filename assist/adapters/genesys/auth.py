@@ -61,7 +61,11 @@ class TokenProvider:
         cached = self._cached()
         if cached is not None:
             return cached
-        lock = self._redis.decoded.lock(self._lock_key, timeout=30, blocking_timeout=30)
+        # The lock lasts one token request: a process killed while holding it stalls the
+        # others for that long, not longer; a fetch that outlives it (retries) only means a
+        # second fetcher, and two valid tokens are harmless.
+        hold_s = self._settings.genesys_timeout_s + 1
+        lock = self._redis.decoded.lock(self._lock_key, timeout=hold_s, blocking_timeout=hold_s)
         try:
             with lock:
                 cached = self._cached()
