@@ -19,6 +19,7 @@ from assist.adapters.genesys.knowledge import GenesysKnowledge
 from assist.adapters.genesys.provider import AsyncQueryProvider
 from assist.adapters.queue import TaskQueue, attempts_retry
 from assist.core.insights import InsightFilter, InsightScoring
+from assist.core.models import RequestStatus
 from assist.core.ranking import RankingWeights
 from assist.security import CallbackVerifier, DeskAuthenticator
 from assist.services.local_kb import LocalKnowledgeBase
@@ -26,6 +27,7 @@ from assist.services.records import Recorder
 from assist.settings import Settings
 from assist.stores.analytics import AnalyticsStore
 from assist.stores.audit_log import AuditLog
+from assist.stores.callbacks import RANK_RETRY, RECORDS_RETRY, CallbackAcks
 from assist.stores.conversations import ConversationStore
 from assist.stores.feedback import FeedbackStore
 from assist.stores.idempotency import IdempotencyStore
@@ -44,6 +46,8 @@ class Services:
     idempotency: IdempotencyStore
     analytics: AnalyticsStore
     recorder: Recorder
+    #: The callback acknowledgement script and the outbox of its records.
+    callback_acks: CallbackAcks
     desk_auth: DeskAuthenticator
     callback_verifier: CallbackVerifier
     weights: RankingWeights
@@ -115,6 +119,13 @@ def build_services(settings: Settings) -> Services:
             deliver=sink is not None,
             budgets_ms=settings.latency_budgets_ms,
             delivery_retry=attempts_retry(settings.analytics_attempts, settings.analytics_retry_s),
+        ),
+        callback_acks=CallbackAcks(
+            redis,
+            rank_job=queue.prepare("rank_callback", retry=RANK_RETRY),
+            records_job=queue.prepare("write_callback_records", retry=RECORDS_RETRY),
+            dedup_ttl_s=settings.callback_dedup_ttl_s,
+            terminal_statuses=[s.value for s in RequestStatus if s.is_terminal],
         ),
         desk_auth=DeskAuthenticator(settings.desk_tokens),
         callback_verifier=CallbackVerifier(

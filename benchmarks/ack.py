@@ -11,12 +11,13 @@ Per variant ("worker stopped", "worker running"), in one fresh `ProcessSystem`:
 3. One `completed` callback per request is built (3-5 suggestions from the emulator's own
    knowledge base) and signed the Standard Webhooks way right before the phase, each with
    its own `webhook-id`, so every one is genuine and new: the full path runs every time
-   (signature, parsing, lookup, dedup marker + rank job in one transaction, audit line,
-   analytics record, 202).
+   (signature, parsing, one Redis script: lookup, dedup marker, rank job and the staged
+   `callback_received` record; 202).
 4. Rounds of (bare, assist): warm-up requests, then the measured ones, same bodies and
    headers for both targets, same concurrency, each over persistent connections.
 5. Afterwards every acknowledgement is checked against Redis and the audit log: one rank
-   job per acknowledged callback, none missing, none twice, none failed.
+   job per acknowledged callback, none missing, none twice, none failed, and one
+   `callback_received` record each (an audit line, or still staged for the worker).
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ class AckConfig:
     redis_appendfsync: str | None = None
     #: Keep each system's Redis append-only file under results/raw/ (large).
     keep_redis_data: bool = False
+    #: After each closed-loop assist phase (worker stopped), an open-loop phase of as many
+    #: fresh callbacks sent at this fraction of the throughput just measured (0: none); its
+    #: latencies count from when each request was due (benchmarks/loadgen.py).
+    open_loop_fraction: float = 0.5
+    #: Connections of the open-loop phase (enough that none waits for a free one).
+    open_loop_concurrency: int = 64
 
 
 @dataclass(frozen=True)
@@ -202,16 +209,19 @@ def measure_target(
     config: AckConfig,
     pids: dict[str, int],
     raw_path: Path,
+    rate_per_s: float | None = None,
 ) -> tuple[dict[str, Any], list[PhaseResult]]:
-    with LoadGenerator("127.0.0.1", port, concurrency=config.concurrency) as generator:
+    concurrency = config.concurrency if rate_per_s is None else config.open_loop_concurrency
+    with LoadGenerator("127.0.0.1", port, concurrency=concurrency) as generator:
         warm_result = generator.run(warm, max_wall_s=config.max_phase_s)
         meter = CpuMeter(pids)
         meter.start()
-        result = generator.run(measured, max_wall_s=config.max_phase_s)
+        result = generator.run(measured, max_wall_s=config.max_phase_s, rate_per_s=rate_per_s)
         meter.stop()
     _write_samples(raw_path, result)
     summary = phase_summary(result)
     summary["target"] = name
+    summary["rate_per_s"] = rate_per_s
     summary["warmup"] = phase_summary(warm_result) | {"latency_ms": None}
     completed = max(result.completed, 1)
     summary["cpu_s"] = meter.used
@@ -243,7 +253,8 @@ def verify_acks(
     pending: Sequence[Pending],
     results: Sequence[PhaseResult],
 ) -> dict[str, Any]:
-    """Every 202 must have exactly one rank job in Redis and one `callback_received` line."""
+    """Every 202 must have exactly one rank job in Redis and one `callback_received` record:
+    an audit line, or staged in Redis for the worker to write (assist/stores/callbacks.py)."""
     acked: list[Pending] = []
     not_queued = 0
     for result in results:
@@ -272,6 +283,13 @@ def verify_acks(
             received["duplicate" if event["data"].get("duplicate") else "new"] += 1
         elif event["type"] == "suggestions_ranked":
             ranked += 1
+    # Records the worker has not written yet wait, staged by the callback script, in Redis
+    # (with the worker stopped: all of them).
+    staged: Counter[str] = Counter()
+    acks = getattr(services, "callback_acks", None)  # absent before the callback script
+    for entry in acks.head(acks.pending()) if acks is not None else []:
+        if entry.get("request_id") in wanted:
+            staged["duplicate" if entry.get("duplicate") else "new"] += 1
     rank_keys = sum(1 for _ in raw.scan_iter(match="rq:job:rank-*", count=1000))
     lost = job_status.get("missing", 0)
     return {
@@ -283,6 +301,7 @@ def verify_acks(
         "rank_jobs_in_queue_distinct": len(set(queued_rank)),
         "request_status": dict(request_status),
         "audit_callback_received": dict(received),
+        "staged_callback_received": dict(staged),
         "audit_suggestions_ranked": ranked,
         "queue_state": queue_state(raw),
         "lost_acknowledgements": lost,
@@ -292,8 +311,8 @@ def verify_acks(
             and not_queued == 0
             and job_status.get("failed", 0) == 0
             and rank_keys == len(acked)
-            and received.get("new", 0) == len(acked)
-            and received.get("duplicate", 0) == 0
+            and received.get("new", 0) + staged.get("new", 0) == len(acked)
+            and received.get("duplicate", 0) + staged.get("duplicate", 0) == 0
             and len(queued_rank) == len(set(queued_rank))
         ),
     }
@@ -400,6 +419,23 @@ def run_variant(config: AckConfig, mode: str, workdir: Path, raw_dir: Path) -> d
                     assist_results.append(
                         _offset(measured_result, len(assist_pending) - per_phase + config.warmup)
                     )
+                    rate = (summary["throughput_rps"] or 0) * config.open_loop_fraction
+                    if mode == "stopped" and rate > 0:
+                        phases.append(
+                            _open_loop_phase(
+                                config,
+                                system,
+                                services,
+                                pids,
+                                rng,
+                                raw_dir,
+                                mode,
+                                round_no,
+                                rate,
+                                assist_pending,
+                                assist_results,
+                            )
+                        )
             if mode == "running":
                 statuses = rank_job_statuses(services, pending)
                 ranked_when_load_ended = statuses.get("finished", 0)
@@ -423,6 +459,44 @@ def run_variant(config: AckConfig, mode: str, workdir: Path, raw_dir: Path) -> d
         system.stop()
         if not config.keep_redis_data:
             discard_redis_data(system)
+
+
+def _open_loop_phase(
+    config: AckConfig,
+    system: ProcessSystem,
+    services: Services,
+    pids: dict[str, int],
+    rng: random.Random,
+    raw_dir: Path,
+    mode: str,
+    round_no: int,
+    rate: float,
+    assist_pending: list[Pending],
+    assist_results: list[PhaseResult],
+) -> dict[str, Any]:
+    """Fresh callbacks at a fixed rate (open loop): the latency at that throughput."""
+    pending = new_pending(config.warmup + config.requests, f"{mode}-{round_no}-open")
+    store_pending(services, pending)
+    prepared = sign_callbacks(pending, callback_bodies(pending, rng))
+    fraction = f"{config.open_loop_fraction:.0%}"
+    summary, results = measure_target(
+        name=f"assist, open loop at {fraction} of its req/s",
+        port=system.web_port,
+        warm=prepared[: config.warmup],
+        measured=prepared[config.warmup :],
+        config=config,
+        pids=pids,
+        raw_path=raw_dir / f"ack-{mode}-round{round_no}-assist-open-loop.csv",
+        rate_per_s=round(rate, 1),
+    )
+    summary["round"] = round_no
+    warm_result, measured_result = results
+    assist_pending.extend(pending)
+    assist_results.append(_offset(warm_result, len(assist_pending) - len(pending)))
+    assist_results.append(
+        _offset(measured_result, len(assist_pending) - len(pending) + config.warmup)
+    )
+    return summary
 
 
 def _offset(result: PhaseResult, offset: int) -> PhaseResult:

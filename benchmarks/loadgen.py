@@ -88,9 +88,20 @@ class LoadGenerator:
         self.close()
 
     def run(
-        self, requests: Sequence[PreparedRequest], *, max_wall_s: float, keep_body: bool = True
+        self,
+        requests: Sequence[PreparedRequest],
+        *,
+        max_wall_s: float,
+        keep_body: bool = True,
+        rate_per_s: float | None = None,
     ) -> PhaseResult:
-        """Send every request once, `concurrency` at a time, within `max_wall_s` seconds."""
+        """Send every request once, `concurrency` at a time, within `max_wall_s` seconds.
+
+        `rate_per_s` (open loop): request i is due `i / rate_per_s` after the start, whatever
+        the answers before it took, and its latency counts from when it was due, so time spent
+        waiting for a free connection is counted too (no coordinated omission). `concurrency`
+        must then exceed rate x latency, or requests fall behind their schedule (which the
+        latencies show)."""
         lock = threading.Lock()
         next_index = 0
         samples_by_thread: list[list[Sample]] = [[] for _ in range(self.concurrency)]
@@ -98,6 +109,7 @@ class LoadGenerator:
         reconnects = [0] * self.concurrency
         barrier = threading.Barrier(self.concurrency + 1)
         deadline = 0.0  # set once every thread is ready
+        origin = 0.0
 
         def take() -> int | None:
             nonlocal next_index
@@ -115,6 +127,11 @@ class LoadGenerator:
                 prepared = requests[index]
                 connection = self._connections[slot]
                 started = time.perf_counter()
+                if rate_per_s is not None:
+                    due = origin + index / rate_per_s
+                    if due > started:
+                        time.sleep(due - started)
+                    started = due
                 try:
                     connection.request(
                         prepared.method, prepared.path, prepared.body, prepared.headers
@@ -145,6 +162,7 @@ class LoadGenerator:
             thread.start()
         began = time.perf_counter()
         deadline = began + max_wall_s
+        origin = began
         barrier.wait()
         # A request in flight at the deadline still has its own socket timeout to finish in.
         for thread in threads:

@@ -120,6 +120,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("always", "everysec", "no"),
         help="diagnostic: CONFIG SET appendfsync on the system's Redis (default: leave always)",
     )
+    group.add_argument(
+        "--open-loop-fraction",
+        type=float,
+        default=ack.open_loop_fraction,
+        help="after each assist phase (worker stopped), fresh callbacks at this fraction of its "
+        "req/s, open loop (0: none; default %(default)s)",
+    )
+    group.add_argument("--open-loop-concurrency", type=int, default=ack.open_loop_concurrency)
     group = parser.add_argument_group("2. trigger -> ranked latency")
     group.add_argument("--triggers", type=int, help=f"per worker class (default {lat.triggers})")
     group.add_argument("--latency-warmup", type=int, help=f"default {lat.warmup}")
@@ -164,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         drain_s=args.drain_s,
         redis_appendfsync=args.redis_appendfsync,
         keep_redis_data=args.keep_redis_data,
+        open_loop_fraction=args.open_loop_fraction,
+        open_loop_concurrency=args.open_loop_concurrency,
     )
     latency_config = LatencyConfig(
         triggers=args.triggers,

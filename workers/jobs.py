@@ -32,6 +32,12 @@ def rank_callback(request_id: str, payload: dict[str, Any], received_at: str) ->
 
 
 @job
+def write_callback_records() -> int:
+    """Write the `callback_received` records the callback script staged."""
+    return suggestions.write_callback_records(services())
+
+
+@job
 def expire_request(request_id: str) -> str | None:
     request = suggestions.expire_request(services(), request_id)
     return request.status.value if request else None

@@ -9,7 +9,9 @@ is how a record and the job that processes it land in Redis together or not at a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 import redis
@@ -18,6 +20,34 @@ from rq import Callback, Queue, Retry
 from rq.serializers import JSONSerializer
 
 JOBS = "workers.jobs"
+#: How long RQ keeps a failed job (and its traceback) for inspection.
+FAILURE_TTL_S = 7 * 24 * 3600
+#: The per-job fields of an RQ job hash; every other field is the same for every job of a kind.
+PER_JOB_FIELDS = frozenset({"created_at", "enqueued_at", "data", "description"})
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """An RQ job kind written by a Redis script rather than by `Queue.enqueue_call`.
+
+    `fields` are the job hash's fields that do not change from one job to the next, exactly as
+    RQ's own `Job.to_dict` writes them for this function, queue, timeout and retry; the script
+    adds `created_at`, `enqueued_at`, `data` (the JSON serializer's `[func, null, args, {}]`,
+    uncompressed, which RQ reads as it is when it is not zlib data) and `description`, then
+    pushes the id on the queue and adds the queue to RQ's set of queues, as `enqueue_job` does.
+    """
+
+    func: str
+    queue_key: str
+    queues_key: str
+    job_key_prefix: str
+    fields: tuple[str, ...]  # flat: name, value, name, value, ...
+    at_front: bool = False
+
+
+def rq_timestamp(when: datetime) -> str:
+    """A time as RQ stores it (`rq.utils.utcformat`)."""
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def attempts_retry(attempts: int, intervals_s: Sequence[int]) -> Retry | None:
@@ -64,10 +94,37 @@ class TaskQueue:
             retry=retry,
             pipeline=pipeline,
             result_ttl=result_ttl,
-            failure_ttl=7 * 24 * 3600,
+            failure_ttl=FAILURE_TTL_S,
             on_failure=Callback(f"{JOBS}.{on_failure}") if on_failure else None,
         )
         return str(enqueued.id)
+
+    def prepare(
+        self, job: str, *, retry: Retry | None = None, result_ttl: int = 600
+    ) -> PreparedJob:
+        """The fixed part of a `workers.jobs.<job>` job hash, taken from RQ itself (once)."""
+        template = self.queue.create_job(
+            f"{JOBS}.{job}",
+            args=(),
+            job_id="template",
+            retry=retry,
+            result_ttl=result_ttl,
+            failure_ttl=FAILURE_TTL_S,
+        )
+        template.origin = self.queue.name
+        fields: list[str] = []
+        for name, value in template.to_dict().items():
+            if name in PER_JOB_FIELDS:
+                continue
+            text = value.value if isinstance(value, Enum) else value
+            fields += [name, text.decode() if isinstance(text, bytes) else str(text)]
+        return PreparedJob(
+            func=f"{JOBS}.{job}",
+            queue_key=str(self.queue.key),
+            queues_key=str(self.queue.redis_queues_keys),
+            job_key_prefix=str(self.queue.job_class.redis_job_namespace_prefix),
+            fields=tuple(fields),
+        )
 
     def enqueue_at(
         self,

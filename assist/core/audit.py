@@ -66,11 +66,14 @@ class RecordEvent(BaseModel):
         conversation_id: str | None = None,
         agent_id: str | None = None,
         at: datetime | None = None,
+        event_id: str | None = None,
         **data: Any,
     ) -> RecordEvent:
-        """A new event with its data redacted (personal data and credential fields)."""
+        """A new event with its data redacted (personal data and credential fields).
+
+        `event_id`: one chosen beforehand (so that a retried writer can tell it was written)."""
         return cls(
-            event_id=uuid.uuid4().hex,
+            event_id=event_id or uuid.uuid4().hex,
             type=type,
             ts=at or utcnow(),
             request_id=request_id,

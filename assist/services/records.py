@@ -117,17 +117,23 @@ class Recorder:
     def record(self, event: RecordEvent, *, once: bool = False) -> None:
         """Write one audit line and one analytics record (`once`: no audit line if the log
         already has this event; analytics are at least once, deduplicated by `event_id`)."""
-        self._check_budget(event)
+        self.record_many([event], once=once)
+
+    def record_many(self, events: Sequence[RecordEvent], *, once: bool = False) -> None:
+        """`record` for several events: one audit append (one lock, one write) and one
+        analytics transaction."""
+        if not events:
+            return
+        for event in events:
+            self._check_budget(event)
         try:
-            if once:
-                self.audit.append_once(event)
-            else:
-                self.audit.append(event)
+            self.audit.append_many(events, once=once)
         except OSError as exc:
             log.error("audit.write_failed", path=str(self.audit.path), error=describe(exc))
         try:
             with self._redis.raw.pipeline(transaction=True) as pipe:
-                self._analytics.stage_add(pipe, event)
+                for event in events:
+                    self._analytics.stage_add(pipe, event)
                 if self._deliver:
                     self._analytics.stage_schedule_delivery(pipe)
                 replies = pipe.execute()
@@ -135,4 +141,8 @@ class Recorder:
             if self._deliver and replies[-1]:
                 self._queue.enqueue("deliver_analytics", retry=self.delivery_retry)
         except Exception as exc:
-            log.error("analytics.write_failed", event_type=event.type.value, error=describe(exc))
+            log.error(
+                "analytics.write_failed",
+                event_type=",".join(sorted({e.type.value for e in events})),
+                error=describe(exc),
+            )

@@ -2,14 +2,17 @@
 
     desk ──POST /v1/suggestions──▶ trigger()          request + submit job + expiry job (one MULTI)
     worker ─────────────────────▶ submit_query()      local-kb search; async query with callback URL
-    provider ─POST /v1/callbacks/genesys─▶ receive_callback()   dedup marker + rank job (one MULTI)
+    provider ─POST /v1/callbacks/genesys─▶ receive_callback()   lookup + dedup + rank job + record
+                                                                  (one Redis script, one round trip)
+    worker ─────────────────────▶ write_callback_records()  the callbacks' audit lines + analytics
     worker ─────────────────────▶ rank_callback()     rank (with the local hits), store, deliver
     worker / reader ────────────▶ expire_request()    no final callback in time -> expired
 
-Every step writes a record event (audit line + analytics). Redis writes that must not be
-separated from a job (a request and its submission; an acknowledged callback and its ranking)
-are queued in the same transaction as the enqueue, so a 2xx is only ever sent for work that
-is durably in Redis.
+Every step writes a record event (audit line + analytics); a callback's is staged in Redis by
+its script and written by the worker, so the acknowledgement does no file I/O. Redis writes
+that must not be separated from a job (a request and its submission; an acknowledged callback
+and its ranking) are in the same transaction or script as the enqueue, so a 2xx is only ever
+sent for work that is durably in Redis.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from structlog.contextvars import bind_contextvars
 
 from assist.adapters.genesys.errors import GenesysCircuitOpenError, GenesysError
 from assist.adapters.genesys.http import DEFAULT_RETRY_AFTER_S
+from assist.adapters.queue import rq_timestamp
 from assist.bootstrap import Services
 from assist.core.audit import EventType, RecordEvent
 from assist.core.models import (
@@ -44,6 +48,7 @@ from assist.errors import ConflictError, FieldValidationError, NotFoundError
 from assist.logconfig import get_logger
 from assist.security import VerifiedCallback, digest
 from assist.services import knowledge, results_webhook
+from assist.stores.callbacks import RECORDS_RETRY
 from assist.stores.idempotency import IdempotencyRecord
 
 log = get_logger(__name__)
@@ -52,9 +57,12 @@ log = get_logger(__name__)
 # cleanup (workers/rq_worker.py). The first retry is enqueued at once rather than scheduled
 # (the dead worker may have held the scheduler lock, which RQ keeps for a minute), at the
 # front of the queue (it has waited longest). Both jobs are idempotent (a request's status is
-# checked in the transaction that moves it on).
+# checked in the transaction that moves it on). The ranking job is enqueued by the callback
+# script (assist/stores/callbacks.py, RANK_RETRY).
 SUBMIT_RETRY = Retry(max=3, interval=[0, 5, 30], enqueue_at_front=True)
-RANK_RETRY = Retry(max=3, interval=[0, 5, 30], enqueue_at_front=True)
+RECORDS_LOCK_TIMEOUT_S = 60
+#: Records written per audit append and analytics transaction.
+RECORDS_BATCH = 500
 #: A submission turned away by a provider comes back no sooner than this (the RQ scheduler
 #: looks for due jobs every second).
 MIN_RESUBMIT_WAIT_S = 1.0
@@ -432,20 +440,6 @@ class CallbackOutcome:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-def _resolve_callback_request(
-    services: Services, payload: CallbackPayload, request_id_hint: str | None
-) -> SuggestionRequest:
-    request_id = services.requests.resolve_provider(payload.id)
-    if request_id is None and request_id_hint:
-        hinted = services.requests.get(request_id_hint)
-        if hinted is not None and hinted.provider_request_id in (None, payload.id):
-            return hinted
-    request = services.requests.get(request_id) if request_id else None
-    if request is None:
-        raise NotFoundError(f"unknown provider request id {payload.id!r}", code="unknown_request")
-    return request
-
-
 def receive_callback(
     services: Services,
     payload: CallbackPayload,
@@ -453,77 +447,124 @@ def receive_callback(
     *,
     request_id_hint: str | None = None,
 ) -> CallbackOutcome:
-    """Acknowledge a verified callback; final ones are queued for ranking exactly once."""
-    request = _resolve_callback_request(services, payload, request_id_hint)
-    keys = services.redis.keys
-    ttl = services.settings.callback_dedup_ttl_s
-    message_key = (
-        keys.callback_message(digest(verified.message_id)) if verified.message_id else None
-    )
-    final_key = keys.callback_final(payload.id)
+    """Acknowledge a verified callback; final ones are queued for ranking exactly once.
+
+    One Redis round trip (`CallbackAcks.acknowledge`): lookup, dedup markers, the ranking job
+    and the `callback_received` record (staged for the worker) land together or not at all.
+    """
     received_at = utcnow()
-
-    def body(pipe: Pipeline) -> bool:
-        """Returns whether this delivery is new."""
-        if message_key is not None and pipe.exists(message_key):
-            return False
-        if payload.is_final and pipe.exists(final_key):
-            return False
-        pipe.multi()
-        if message_key is not None:
-            pipe.set(message_key, "1", ex=ttl)
-        services.requests.stage_bind_provider(pipe, payload.id, request.request_id)
-        if payload.is_final:
-            pipe.set(final_key, request.request_id, ex=ttl)
-            if not request.status.is_terminal:
-                services.queue.enqueue(
-                    "rank_callback",
-                    request.request_id,
-                    payload.model_dump(mode="json"),
-                    received_at.isoformat(),
-                    job_id=f"rank-{request.request_id}",
-                    retry=RANK_RETRY,
-                    pipeline=pipe,
-                )
-        return True
-
-    watched = [final_key] + ([message_key] if message_key else [])
-    is_new = services.redis.transact(watched, body)
-    late = request.status.is_terminal
-    services.recorder.record_for(
-        request,
-        EventType.CALLBACK_RECEIVED,
+    keys = services.redis.keys
+    ack = services.callback_acks.acknowledge(
         provider_request_id=payload.id,
-        callback_status=payload.status,
-        suggestions=len(payload.suggestions),
-        duplicate=not is_new,
-        late=late,
-        auth_mode=verified.mode,
-        latency_ms=elapsed_ms(request.created_at, received_at),
+        request_id_hint=request_id_hint,
+        message_key=(
+            keys.callback_message(digest(verified.message_id)) if verified.message_id else None
+        ),
+        final=payload.is_final,
+        payload_json=payload.model_dump_json(),
+        received_at=received_at.isoformat(),
+        enqueued_at=rq_timestamp(received_at),
+        record={
+            "event_id": uuid.uuid4().hex,
+            "received_at": received_at.isoformat(),
+            "provider_request_id": payload.id,
+            "callback_status": payload.status,
+            "suggestions": len(payload.suggestions),
+            "auth_mode": verified.mode,
+        },
+        records_job_id=f"callback-records-{uuid.uuid4().hex}",
     )
-    if not is_new:
-        return CallbackOutcome(200, {"status": "duplicate", "request_id": request.request_id})
-    if late:
+    request_id = ack.request_id
+    if ack.outcome == "unknown" or request_id is None:
+        raise NotFoundError(f"unknown provider request id {payload.id!r}", code="unknown_request")
+    if ack.outcome == "duplicate":
+        return CallbackOutcome(200, {"status": "duplicate", "request_id": request_id})
+    if ack.outcome == "ignored":
         return CallbackOutcome(
             200,
             {
                 "status": "ignored",
-                "request_id": request.request_id,
-                "reason": f"request is already {request.status.value}",
+                "request_id": request_id,
+                "reason": f"request is already {ack.status}",
             },
         )
-    if not payload.is_final:
-        now = utcnow()
-        services.requests.update(
-            request.request_id,
-            lambda r: (
-                r.moved_to(RequestStatus.SUBMITTED, at=now, provider_request_id=payload.id)
-                if r.status is RequestStatus.QUEUED
-                else None
-            ),
+    if ack.outcome == "acknowledged":
+        if ack.status == RequestStatus.QUEUED.value:
+            now = utcnow()
+            services.requests.update(
+                request_id,
+                lambda r: (
+                    r.moved_to(RequestStatus.SUBMITTED, at=now, provider_request_id=payload.id)
+                    if r.status is RequestStatus.QUEUED
+                    else None
+                ),
+            )
+        return CallbackOutcome(202, {"status": "acknowledged", "request_id": request_id})
+    return CallbackOutcome(202, {"status": "queued", "request_id": request_id})
+
+
+def callback_record(entry: dict[str, Any]) -> RecordEvent:
+    """The `callback_received` event of a record the callback script staged."""
+    received_at = datetime.fromisoformat(entry["received_at"])
+    return RecordEvent.create(
+        EventType.CALLBACK_RECEIVED,
+        event_id=entry["event_id"],
+        at=received_at,
+        request_id=entry["request_id"],
+        conversation_id=entry.get("conversation_id"),
+        agent_id=entry.get("agent_id"),
+        provider_request_id=entry["provider_request_id"],
+        callback_status=entry["callback_status"],
+        suggestions=entry["suggestions"],
+        duplicate=bool(entry["duplicate"]),
+        late=bool(entry["late"]),
+        auth_mode=entry["auth_mode"],
+        latency_ms=elapsed_ms(datetime.fromisoformat(entry["created_at"]), received_at),
+    )
+
+
+def write_callback_records(services: Services) -> int:
+    """Worker: write the staged `callback_received` records (audit lines + analytics), oldest
+    first, in batches; returns how many were written.
+
+    Exactly one audit line per record, whenever a writer dies: a batch is claimed (its size
+    noted in Redis) before it is written and dropped from the outbox together with the claim
+    after, so the next writer writes a claimed batch with `once` (skipping lines already in
+    the log) and every other batch plainly. One writer at a time (a lock); a writer that finds
+    the lock taken comes back in a second, as the analytics delivery does.
+    """
+    store = services.callback_acks
+    lock = store.lock(RECORDS_LOCK_TIMEOUT_S)
+    if not lock.acquire(blocking=False):
+        services.queue.enqueue_at(
+            utcnow() + timedelta(seconds=1), "write_callback_records", retry=RECORDS_RETRY
         )
-        return CallbackOutcome(202, {"status": "acknowledged", "request_id": request.request_id})
-    return CallbackOutcome(202, {"status": "queued", "request_id": request.request_id})
+        return 0
+    written = 0
+    try:
+        claimed = store.claimed()
+        if claimed:
+            entries = store.head(claimed)
+            services.recorder.record_many([callback_record(e) for e in entries], once=True)
+            store.release(len(entries))
+            written += len(entries)
+            log.warning("callback_records.claim_replayed", records=len(entries))
+        while True:
+            entries = store.head(RECORDS_BATCH)
+            if not entries:
+                store.clear_flag()
+                # Anything staged before the flag went away is picked up here; anything after
+                # it enqueues a writer of its own.
+                entries = store.head(RECORDS_BATCH)
+                if not entries:
+                    break
+            store.claim(len(entries))
+            services.recorder.record_many([callback_record(e) for e in entries])
+            store.release(len(entries))
+            written += len(entries)
+    finally:
+        lock.release()
+    return written
 
 
 # --- ranking (worker) ------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -61,11 +62,14 @@ def last_hash(fd: int) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _contains_event(fd: int, event_id: str) -> bool:
+def _recent_bytes(fd: int) -> bytes:
     size = os.fstat(fd).st_size
     start = max(0, size - ONCE_LOOKBACK_BYTES)
-    needle = json.dumps({"event_id": event_id}, separators=(",", ":"))[1:-1].encode()
-    return needle in os.pread(fd, size - start, start)
+    return os.pread(fd, size - start, start)
+
+
+def _event_needle(event_id: str) -> bytes:
+    return json.dumps({"event_id": event_id}, separators=(",", ":"))[1:-1].encode()
 
 
 class AuditLog:
@@ -74,7 +78,7 @@ class AuditLog:
         self.rotate = rotate
 
     def append(self, event: RecordEvent) -> None:
-        self._append(event, once=False)
+        self.append_many([event])
 
     def append_once(self, event: RecordEvent) -> bool:
         """Append unless a line with this `event_id` is among the file's last
@@ -83,20 +87,30 @@ class AuditLog:
         For the rare retry of work whose lines may already be written (a job whose worker
         died after writing some of them): the normal path never pays for the scan.
         """
-        return self._append(event, once=True)
+        return self.append_many([event], once=True) == 1
 
-    def _append(self, event: RecordEvent, *, once: bool) -> bool:
+    def append_many(self, events: Sequence[RecordEvent], *, once: bool = False) -> int:
+        """Append the events in order, chained, with one lock and one write; returns how many
+        were appended (`once`: those whose `event_id` is not in the file's recent lines)."""
+        if not events:
+            return 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked_file() as fd:
-            if once and _contains_event(fd, event.event_id):
-                return False
+            if once:
+                recent = _recent_bytes(fd)
+                events = [e for e in events if _event_needle(e.event_id) not in recent]
+                if not events:
+                    return 0
             prev = last_hash(fd) or self._carried_hash() or GENESIS
-            line, _ = chained_line(event.to_record(), prev)
-            data = line.encode()
+            lines = []
+            for event in events:
+                line, prev = chained_line(event.to_record(), prev)
+                lines.append(line)
+            data = "".join(lines).encode()
             written = 0
             while written < len(data):
                 written += os.write(fd, data[written:])
-        return True
+        return len(events)
 
     def _locked_file(self) -> _Locked:
         return _Locked(self)

@@ -20,6 +20,11 @@ class Keys:
         """JSON of a `SuggestionRequest`."""
         return self._key("request", request_id)
 
+    def request_prefix(self) -> str:
+        """What `request(id)` puts before the id (for the callback script, which finds the id
+        in Redis)."""
+        return self.request("")
+
     def request_records(self, request_id: str) -> str:
         """JSON list of the record events a request's ranking committed, kept until they are
         written (audit line, analytics), so a retried job writes what a dead one did not."""
@@ -41,6 +46,23 @@ class Keys:
     def callback_final(self, provider_request_id: str) -> str:
         """Set once the final callback of a provider request has been queued for ranking."""
         return self._key("callback", "final", provider_request_id)
+
+    def callback_records(self) -> str:
+        """List (outbox): the `callback_received` records the acknowledgement script staged,
+        oldest first, until the worker writes them (audit line + analytics record)."""
+        return self._key("callback", "records")
+
+    def callback_records_claim(self) -> str:
+        """How many records at the head of the outbox a writer is writing (set while it does,
+        so a writer that dies mid-batch leaves its successor the count to write at most once)."""
+        return self._key("callback", "records-claim")
+
+    def callback_records_flag(self) -> str:
+        """Set while a job to write the outbox is pending, so callbacks do not each enqueue one."""
+        return self._key("callback", "records-scheduled")
+
+    def callback_records_lock(self) -> str:
+        return self._key("callback", "records-lock")
 
     # --- conversations -------------------------------------------------------------------
     def conversation_suggestions(self, conversation_id: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -18,9 +19,17 @@ from typing import Any
 
 import httpx
 import pytest
+from rq.job import Job
+from rq.serializers import JSONSerializer
 from standardwebhooks import Webhook
 
 from assist.security import digest
+from assist.services.suggestions import (
+    CallbackPayload,
+    callback_record,
+    write_callback_records,
+)
+from assist.stores.callbacks import RANK_RETRY
 from tests.conftest import CALLBACK_SECRET, ROTATED_SECRET, wait_for
 from tests.integration.conftest import System
 
@@ -305,6 +314,9 @@ def test_a_captured_delivery_replayed_byte_for_byte_is_processed_once(system: Sy
     system.run_jobs()
     assert post_callback(system, body, captured).json()["status"] == "duplicate"
     assert len(system.audit("suggestions_ranked")) == 1
+    # Every delivery is recorded, duplicates too, in the order they arrived; the worker
+    # writes the records the callback script staged.
+    system.run_jobs()
     assert [r["data"]["duplicate"] for r in callback_records(system)] == [False, True, True]
     # The webhook-id is remembered longer than a signature stays valid (±300 s), so any replay
     # the signature check lets through is a known id.
@@ -344,3 +356,94 @@ def test_a_captured_delivery_cannot_be_replayed_under_a_new_id_or_time(system: S
     assert post_callback(system, body, signed(other)).status_code == 401
     assert queued_jobs(system) == 0
     assert callback_records(system) == []
+
+
+# --- the acknowledgement script -----------------------------------------------------------------
+
+
+def test_the_rank_job_the_script_writes_is_the_one_rq_would_write(system: System) -> None:
+    """The script writes the RQ job hash itself (one round trip); it must be RQ's own."""
+    request_id, provider_id = submitted_request(system)
+    body = completed_body(provider_id)
+    assert post_callback(system, body, signed(body)).status_code == 202
+    raw = system.services.redis.raw
+    ours = {k.decode(): v for k, v in raw.hgetall(f"rq:job:rank-{request_id}").items()}
+    # What the handler enqueued before the script: the validated payload, as JSON.
+    payload = CallbackPayload.model_validate_json(body).model_dump(mode="json")
+    received_at = json.loads(zlib_free_data(ours["data"]))[2][2]
+    reference = system.services.queue.queue.enqueue_call(
+        "workers.jobs.rank_callback",
+        args=(request_id, payload, received_at),
+        job_id="reference-job",
+        retry=RANK_RETRY,
+        result_ttl=600,
+        failure_ttl=7 * 24 * 3600,
+    )
+    theirs = {k.decode(): v for k, v in raw.hgetall("rq:job:reference-job").items()}
+    raw.lrem(system.services.queue.queue.key, 0, "reference-job")
+    per_job = {"created_at", "enqueued_at", "data", "description"}
+    assert set(ours) == set(theirs)
+    assert {k: v for k, v in ours.items() if k not in per_job} == {
+        k: v for k, v in theirs.items() if k not in per_job
+    }
+    job = Job.fetch(f"rank-{request_id}", connection=raw, serializer=JSONSerializer)
+    assert job.func_name == "workers.jobs.rank_callback"
+    assert list(job.args) == list(reference.args)
+    assert job.kwargs == {}
+    assert (job.retries_left, job.retry_intervals) == (3, [0, 5, 30])
+    assert job.get_status() == "queued"
+    assert raw.sismember("rq:queues", system.services.queue.queue.key)
+    assert f"rank-{request_id}".encode() in raw.lrange(system.services.queue.queue.key, 0, -1)
+
+
+def zlib_free_data(data: bytes) -> bytes:
+    """The job data as RQ reads it: zlib-compressed (RQ) or plain JSON (the script)."""
+    try:
+        return zlib.decompress(data)
+    except zlib.error:
+        return data
+
+
+def test_callback_records_are_staged_in_redis_and_written_by_the_worker(system: System) -> None:
+    request_id, provider_id = submitted_request(system)
+    body = completed_body(provider_id)
+    headers = signed(body)
+    assert post_callback(system, body, headers).status_code == 202
+    assert post_callback(system, body, headers).status_code == 200
+    acks = system.services.callback_acks
+    # Nothing in the audit log yet: the request wrote no file, the records wait in Redis.
+    assert callback_records(system) == []
+    staged = acks.head(10)
+    assert [(e["request_id"], e["duplicate"]) for e in staged] == [
+        (request_id, False),
+        (request_id, True),
+    ]
+    system.run_jobs()
+    records = callback_records(system)
+    assert [r["data"]["duplicate"] for r in records] == [False, True]
+    assert records[0]["event_id"] == staged[0]["event_id"]
+    assert records[0]["conversation_id"] == "conv-1"
+    assert records[0]["data"]["callback_status"] == "completed"
+    assert records[0]["data"]["suggestions"] == 1
+    assert records[0]["data"]["auth_mode"] == "standard-webhooks"
+    assert records[0]["data"]["latency_ms"] >= 0
+    assert acks.pending() == 0
+    assert system.services.analytics.counters()["callback_received"] == 2
+
+
+def test_a_records_writer_that_died_mid_batch_leaves_no_line_twice(system: System) -> None:
+    _, first_provider = submitted_request(system)
+    _, second_provider = submitted_request(system)
+    for provider_id in (first_provider, second_provider):
+        body = completed_body(provider_id)
+        assert post_callback(system, body, signed(body)).status_code == 202
+    acks = system.services.callback_acks
+    # A writer claimed both records and wrote the first one's line, then died.
+    entries = acks.head(10)
+    assert len(entries) == 2
+    acks.claim(2)
+    system.services.recorder.record_many([callback_record(entries[0])])
+    assert write_callback_records(system.services) == 2
+    ids = [r["event_id"] for r in callback_records(system)]
+    assert sorted(ids) == sorted(e["event_id"] for e in entries)
+    assert acks.claimed() == 0 and acks.pending() == 0
