@@ -167,11 +167,20 @@ def _check_tree(data: Any) -> None:
                 stack.append((item, depth + 1))
 
 
+def _may_break_tree_rules(text: str) -> bool:
+    """Whether `_check_tree` could refuse what `text` parses to. Text decoded from UTF-8 holds
+    no surrogates, so a lone one can only come from a `\\u` escape; and a container nested
+    32 deep needs 32 opening brackets (those inside strings only make the count larger)."""
+    return "\\u" in text or text.count("{") + text.count("[") > MAX_JSON_DEPTH
+
+
 def load_json(raw: bytes) -> Any:
     """Parse a body by the rules above; raises a 400 `InvalidInputError`."""
     try:
-        data = _DECODER.decode(raw.decode("utf-8-sig"))
-        _check_tree(data)
+        text = raw.decode("utf-8-sig")
+        data = _DECODER.decode(text)
+        if _may_break_tree_rules(text):
+            _check_tree(data)
     except UnicodeDecodeError as exc:
         raise InvalidInputError(
             f"malformed JSON: not UTF-8 ({exc.reason} at byte {exc.start})", code="malformed_json"
