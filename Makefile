@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install system-deps lint typecheck pytest demo bench bench-stream bench-kb clean
+.PHONY: run test install system-deps lint typecheck pytest demo bench bench-quick bench-c1 bench-stream bench-kb clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,15 @@ pytest:
 demo: install
 	$(BIN)/python scripts/dev.py --demo-only
 
+## Every benchmark, one table of issue 8's targets (about 15 minutes; benchmarks/README.md).
 bench: install
+	$(BIN)/python benchmarks/suite.py
+
+bench-quick: install
+	$(BIN)/python benchmarks/suite.py --quick
+
+## The C1 benchmarks alone, with their detailed tables (what `make bench` ran before the suite).
+bench-c1: install
 	$(BIN)/python benchmarks/run.py
 
 bench-stream: install

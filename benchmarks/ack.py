@@ -83,6 +83,9 @@ class AckConfig:
     open_loop_fraction: float = 0.5
     #: Connections of the open-loop phase (enough that none waits for a free one).
     open_loop_concurrency: int = 64
+    #: Also send the bare endpoint an open-loop phase at the same rate, right after: the
+    #: baseline of the open-loop latency in the same run (benchmarks/suite.py).
+    open_loop_bare: bool = False
 
 
 @dataclass(frozen=True)
@@ -234,7 +237,7 @@ def measure_target(
 
 
 def pid_name(target: str) -> str:
-    return "bare" if target == "bare" else "web"
+    return "bare" if target.startswith("bare") else "web"
 
 
 # --- verification ------------------------------------------------------------------------
@@ -436,6 +439,12 @@ def run_variant(config: AckConfig, mode: str, workdir: Path, raw_dir: Path) -> d
                                 assist_results,
                             )
                         )
+                        if config.open_loop_bare:
+                            phases.append(
+                                _open_loop_bare_phase(
+                                    config, bare, pids, rng, raw_dir, mode, round_no, rate
+                                )
+                            )
             if mode == "running":
                 statuses = rank_job_statuses(services, pending)
                 ranked_when_load_ended = statuses.get("finished", 0)
@@ -496,6 +505,34 @@ def _open_loop_phase(
     assist_results.append(
         _offset(measured_result, len(assist_pending) - len(pending) + config.warmup)
     )
+    return summary
+
+
+def _open_loop_bare_phase(
+    config: AckConfig,
+    bare: BareServer,
+    pids: dict[str, int],
+    rng: random.Random,
+    raw_dir: Path,
+    mode: str,
+    round_no: int,
+    rate: float,
+) -> dict[str, Any]:
+    """The bare endpoint at the assist open-loop phase's rate, same shape: its baseline."""
+    pending = new_pending(config.warmup + config.requests, f"{mode}-{round_no}-bare-open")
+    prepared = sign_callbacks(pending, callback_bodies(pending, rng))
+    fraction = f"{config.open_loop_fraction:.0%}"
+    summary, _ = measure_target(
+        name=f"bare, open loop at assist's {fraction} rate",
+        port=bare.port,
+        warm=prepared[: config.warmup],
+        measured=prepared[config.warmup :],
+        config=config,
+        pids=pids,
+        raw_path=raw_dir / f"ack-{mode}-round{round_no}-bare-open-loop.csv",
+        rate_per_s=round(rate, 1),
+    )
+    summary["round"] = round_no
     return summary
 
 

@@ -20,3 +20,9 @@ app = Flask(__name__)
 def callback() -> tuple[Response, int]:
     request.get_data()
     return jsonify({"status": "queued"}), 202
+
+
+@app.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """What the cold-start baseline waits for (benchmarks/coldstart.py), like the real one."""
+    return jsonify({"status": "ok"}), 200

@@ -35,6 +35,11 @@ PACKAGES = (
     "pydantic",
     "standardwebhooks",
     "structlog",
+    "gevent",
+    "psutil",
+    "torch",
+    "sentence-transformers",
+    "faiss-cpu",
 )
 
 

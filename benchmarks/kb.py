@@ -60,13 +60,18 @@ def utterances() -> list[str]:
     return [json.loads(line)["utterance"] for line in lines]
 
 
-def bench_ingest(embedder: Any, batch_size: int) -> dict[str, Any]:
+def bench_ingest(
+    embedder: Any, batch_size: int, articles: int | None = None
+) -> tuple[dict[str, Any], tuple[list[Passage], np.ndarray]]:
+    """Ingest figures, and the passages with their embeddings (the bare encode's output)."""
     loaded = load_articles(KB)
+    if articles is not None:
+        loaded.articles[articles:] = []
     passages = [p for a in loaded.articles for p in split_passages(a)]
     texts = [p.searchable for p in passages]
     embedder.encode(texts[:batch_size], batch_size=batch_size)  # warm-up
     began = time.perf_counter()
-    embedder.encode(texts, batch_size=batch_size)
+    vectors = embedder.encode(texts, batch_size=batch_size)
     bare_s = time.perf_counter() - began
     with TemporaryDirectory() as scratch:
         report = ingest(
@@ -89,7 +94,7 @@ def bench_ingest(embedder: Any, batch_size: int) -> dict[str, Any]:
         "unchanged_reingest_s": round(unchanged_s, 3),
         "unchanged_reingest_embedded": again.embedded,
         "batch_size": batch_size,
-    }
+    }, (passages, vectors)
 
 
 def synthetic_index(
@@ -175,21 +180,24 @@ def render(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/kb.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="1000,10000,100000")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--ann-min-passages", type=int, default=50_000)
-    parser.add_argument("--tag", default="kb")
-    parser.add_argument("--scratch", action="store_true", help="write results to results/raw/")
-    args = parser.parse_args(argv)
+def measure(
+    sizes: list[int],
+    *,
+    batch_size: int = 64,
+    ann_min_passages: int = 50_000,
+    articles: int | None = None,
+    queries_limit: int | None = None,
+) -> dict[str, Any]:
+    """Ingest and query figures (what `main` writes), for `benchmarks/suite.py` too.
+
+    `articles` limits the ingest to the first N articles and `queries_limit` the utterances
+    (smoke runs); None: all of them."""
     import torch
 
-    started = datetime.now(UTC)
     embedder = load_embedder(MODEL)
     print("[bench] ingest ...", flush=True)
-    ingest_figures = bench_ingest(embedder, args.batch_size)
-    queries = utterances()
+    ingest_figures, (real, vectors) = bench_ingest(embedder, batch_size, articles)
+    queries = utterances()[:queries_limit]
     bare = []
     for text in queries[:5]:
         embedder.encode([text])
@@ -197,21 +205,15 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         embedder.encode([text])
         bare.append((time.perf_counter() - began) * 1000)
-    loaded = load_articles(KB)
-    real = [p for a in loaded.articles for p in split_passages(a)]
-    vectors = embedder.encode([p.searchable for p in real], batch_size=args.batch_size)
     rows = []
-    sizes = [int(s) for s in args.sizes.split(",")]
     for size in sizes:
-        variants = [args.ann_min_passages]
-        if size >= args.ann_min_passages:
+        variants = [ann_min_passages]
+        if size >= ann_min_passages:
             variants.append(size + 1)  # the same size with the exact flat index
         for ann_min in variants:
             print(f"[bench] {size:,} passages (ann from {ann_min:,}) ...", flush=True)
             index = synthetic_index(real, vectors, size, ann_min)
-            modes = (
-                ("hybrid", "dense", "lexical") if ann_min == args.ann_min_passages else ("hybrid",)
-            )
+            modes = ("hybrid", "dense", "lexical") if ann_min == ann_min_passages else ("hybrid",)
             rows.append(
                 {
                     "passages": size,
@@ -219,6 +221,32 @@ def main(argv: list[str] | None = None) -> int:
                     "modes": bench_queries(index, embedder, queries, modes),
                 }
             )
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "ingest": ingest_figures,
+        "bare_encode_ms": summarize_ms([ms / 1000 for ms in bare]),
+        "queries": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks/kb.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--ann-min-passages", type=int, default=50_000)
+    parser.add_argument("--articles", type=int, help="ingest only the first N articles")
+    parser.add_argument("--queries", type=int, help="use only the first N utterances")
+    parser.add_argument("--tag", default="kb")
+    parser.add_argument("--scratch", action="store_true", help="write results to results/raw/")
+    args = parser.parse_args(argv)
+    started = datetime.now(UTC)
+    figures = measure(
+        [int(s) for s in args.sizes.split(",")],
+        batch_size=args.batch_size,
+        ann_min_passages=args.ann_min_passages,
+        articles=args.articles,
+        queries_limit=args.queries,
+    )
     doc = {
         "benchmark": "genesys-assist C4: local knowledge base ingest and query latency",
         "date": started.strftime("%Y-%m-%d"),
@@ -226,11 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "git": environment.git_revision(),
         "machine": environment.machine(RESULTS),
         "versions": environment.versions(),
-        "torch_threads": torch.get_num_threads(),
-        "ingest": ingest_figures,
-        "bare_encode_ms": summarize_ms([ms / 1000 for ms in bare]),
-        "queries": rows,
-    }
+    } | figures
     markdown = render(doc)
     out = RESULTS / "raw" if args.scratch else RESULTS
     out.mkdir(parents=True, exist_ok=True)

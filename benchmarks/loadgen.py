@@ -38,6 +38,8 @@ class Sample:
     status: int  # 0 when the request failed without an HTTP answer
     body: bytes = b""
     error: str | None = None
+    #: Open-loop runs: how long after it was due the request actually left (seconds).
+    late_s: float = 0.0
 
 
 @dataclass
@@ -127,10 +129,12 @@ class LoadGenerator:
                 prepared = requests[index]
                 connection = self._connections[slot]
                 started = time.perf_counter()
+                late = 0.0
                 if rate_per_s is not None:
                     due = origin + index / rate_per_s
                     if due > started:
                         time.sleep(due - started)
+                    late = max(time.perf_counter() - due, 0.0)
                     started = due
                 try:
                     connection.request(
@@ -140,7 +144,14 @@ class LoadGenerator:
                     body = response.read()
                     elapsed = time.perf_counter() - started
                     out.append(
-                        Sample(index, started, elapsed, response.status, body if keep_body else b"")
+                        Sample(
+                            index,
+                            started,
+                            elapsed,
+                            response.status,
+                            body if keep_body else b"",
+                            late_s=late,
+                        )
                     )
                     if response.will_close:
                         connection.close()
@@ -148,7 +159,7 @@ class LoadGenerator:
                 except (OSError, http.client.HTTPException) as exc:
                     elapsed = time.perf_counter() - started
                     text = f"{type(exc).__name__}: {exc}"
-                    out.append(Sample(index, started, elapsed, 0, error=text))
+                    out.append(Sample(index, started, elapsed, 0, error=text, late_s=late))
                     with lock:
                         errors.append(text)
                     connection.close()
@@ -222,4 +233,6 @@ def phase_summary(result: PhaseResult) -> dict[str, Any]:
         "wall_s": round(result.wall_s, 3),
         "throughput_rps": round(result.completed / result.wall_s, 1) if result.wall_s else None,
         "latency_ms": summarize_ms([s.latency_s for s in result.samples]),
+        # Open loop: how late requests left their schedule (all connections busy).
+        "late_ms": summarize_ms([s.late_s for s in result.samples]),
     }

@@ -1,4 +1,4 @@
-"""Run the C1 benchmarks and record their results: `make bench` or `python benchmarks/run.py`.
+"""Run the C1 benchmarks and record their results: `make bench-c1` or `python benchmarks/run.py`.
 
 1. Callback acknowledgement throughput and p50/p90/p99 latency under load, side by side with
    a bare Flask endpoint in the same server configuration, in the same run, with the RQ
