@@ -718,6 +718,11 @@ def main(argv: list[str] | None = None) -> int:
         others[name] = meter.others_cores()
         durations[name] = round(time.monotonic() - t0, 1)
         print(f"[suite] {name} took {durations[name]:.0f} s", flush=True)
+        # Kept as it goes, so a run that is stopped half-way leaves what it measured.
+        partial = {"durations_s": durations, "other_processes_cores": others, "errors": errors}
+        (raw_dir / "partial.json").write_text(
+            json.dumps(partial | {"results": results}, indent=1, default=str) + "\n"
+        )
     rows: list[dict[str, Any]] = []
     all_checks: dict[str, Any] = {}
     for name, result in results.items():
