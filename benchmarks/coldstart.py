@@ -37,7 +37,6 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,6 @@ from benchmarks.loadgen import summarize_ms  # noqa: E402
 from tests.processes import VENV_BIN, ProcessSystem  # noqa: E402
 from tests.redis_server import free_port  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 KB_SOURCE = ROOT / "kb" / "northwind"
 KB_ID = "kb-coldstart"
 BARE_MODEL = """
@@ -298,24 +296,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scratch", action="store_true", help="write results to results/raw/")
     args = parser.parse_args(argv)
     config = ColdStartConfig(repeats=args.repeats, kb_articles=args.kb_articles)
-    started = datetime.now(UTC)
-    out = args.out or (RESULTS / "raw" if args.scratch else RESULTS)
-    workdir = out / "raw" / f"{started.strftime('%Y-%m-%dT%H%M%S')}-{args.tag}"
-    result = run(config, workdir)
-    doc = {
-        "benchmark": "genesys-assist cold start: web and worker ready",
-        "date": started.strftime("%Y-%m-%d"),
-        "command": environment.command_line(),
-        "git": environment.git_revision(),
-        "machine": environment.machine(workdir),
-        "versions": environment.versions(),
-    } | result
-    markdown = f"# Cold start, {doc['date']}\n\nCommand: `{doc['command']}`\n\n" + render(result)
-    stem = f"{doc['date']}-{args.tag}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(markdown)
-    print(markdown)
+    environment.record_standalone(
+        benchmark="genesys-assist cold start: web and worker ready",
+        title="Cold start",
+        tag=args.tag,
+        out=args.out,
+        scratch=args.scratch,
+        run=lambda workdir: run(config, workdir),
+        render=render,
+    )
     return 0
 
 

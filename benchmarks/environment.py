@@ -8,6 +8,7 @@ cores, that is the figure least disturbed by who else was running.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -15,7 +16,9 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -328,3 +331,41 @@ class CpuMeter:
             self.per_child[name] = sorted(
                 (round(now[c] - before.get(c, 0.0), 3) for c in now), reverse=True
             )
+
+
+def record_standalone(
+    *,
+    benchmark: str,
+    title: str,
+    tag: str,
+    out: Path | None,
+    scratch: bool,
+    run: Callable[[Path], dict[str, Any]],
+    render: Callable[[dict[str, Any]], str],
+) -> dict[str, Any]:
+    """Run one benchmark on its own (its script's `main`) and record it.
+
+    `run(workdir)` measures; its result, with the command, git revision, machine and
+    versions, goes to `<out>/<date>-<tag>.json`, and `render(result)` under a title to `.md`
+    (printed too). `out` defaults to benchmarks/results (results/raw with `scratch`).
+    """
+    results = ROOT / "benchmarks" / "results"
+    started = datetime.now(UTC)
+    out = out or (results / "raw" if scratch else results)
+    workdir = out / "raw" / f"{started.strftime('%Y-%m-%dT%H%M%S')}-{tag}"
+    result = run(workdir)
+    doc = {
+        "benchmark": benchmark,
+        "date": started.strftime("%Y-%m-%d"),
+        "command": command_line(),
+        "git": git_revision(),
+        "machine": machine(workdir),
+        "versions": versions(),
+    } | result
+    markdown = f"# {title}, {doc['date']}\n\nCommand: `{doc['command']}`\n\n" + render(result)
+    stem = f"{doc['date']}-{tag}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(markdown)
+    print(markdown)
+    return result

@@ -30,7 +30,6 @@ not the bottleneck. Every wait is bounded.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import time
@@ -54,8 +53,6 @@ from benchmarks.sse_client import FeedLoad  # noqa: E402
 from benchmarks.systems import bench_services, discard_redis_data  # noqa: E402
 from emulator.knowledge import load_articles  # noqa: E402
 from tests.processes import DESK_TOKEN, ProcessSystem  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 @dataclass(frozen=True)
@@ -414,26 +411,15 @@ def main(argv: list[str] | None = None) -> int:
         clients=args.clients, rate=args.rate, baseline_events=args.baseline_events,
         paced_events=args.paced_events, bursts=args.bursts,
     )  # fmt: skip
-    started = datetime.now(UTC)
-    out = args.out or (RESULTS / "raw" if args.scratch else RESULTS)
-    workdir = out / "raw" / f"{started.strftime('%Y-%m-%dT%H%M%S')}-{args.tag}"
-    result = run(config, workdir)
-    doc = {
-        "benchmark": "genesys-assist live feed: SSE clients on one web process",
-        "date": started.strftime("%Y-%m-%d"),
-        "command": environment.command_line(),
-        "git": environment.git_revision(),
-        "machine": environment.machine(workdir),
-        "versions": environment.versions(),
-    } | result
-    markdown = f"# Live feed benchmark, {doc['date']}\n\nCommand: `{doc['command']}`\n\n" + render(
-        result
+    result = environment.record_standalone(
+        benchmark="genesys-assist live feed: SSE clients on one web process",
+        title="Live feed benchmark",
+        tag=args.tag,
+        out=args.out,
+        scratch=args.scratch,
+        run=lambda workdir: run(config, workdir),
+        render=render,
     )
-    stem = f"{doc['date']}-{args.tag}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(markdown)
-    print(markdown)
     return 0 if result["checks"]["ok"] else 1
 
 

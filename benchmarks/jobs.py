@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import random
 import signal
@@ -65,7 +64,6 @@ from benchmarks.systems import (  # noqa: E402
 )
 from tests.processes import ProcessSystem  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 NOOP = "benchmarks.noop.noop"
 
 
@@ -364,27 +362,15 @@ def main(argv: list[str] | None = None) -> int:
         (part.split("x")[0], int(part.split("x")[1])) for part in args.configs.split(",") if part
     )
     config = JobsConfig(jobs=args.jobs, configs=configs)
-    started = datetime.now(UTC)
-    out = args.out or (RESULTS / "raw" if args.scratch else RESULTS)
-    workdir = out / "raw" / f"{started.strftime('%Y-%m-%dT%H%M%S')}-{args.tag}"
-    result = run(config, workdir)
-    doc = {
-        "benchmark": "genesys-assist ranking jobs vs RQ no-op jobs",
-        "date": started.strftime("%Y-%m-%d"),
-        "command": environment.command_line(),
-        "git": environment.git_revision(),
-        "machine": environment.machine(workdir),
-        "versions": environment.versions(),
-    } | result
-    markdown = (
-        f"# Ranking jobs vs no-op jobs, {doc['date']}\n\nCommand: `{doc['command']}`\n\n"
-        + render(result)
+    result = environment.record_standalone(
+        benchmark="genesys-assist ranking jobs vs RQ no-op jobs",
+        title="Ranking jobs vs no-op jobs",
+        tag=args.tag,
+        out=args.out,
+        scratch=args.scratch,
+        run=lambda workdir: run(config, workdir),
+        render=render,
     )
-    stem = f"{doc['date']}-{args.tag}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(markdown)
-    print(markdown)
     return 0 if result["checks"]["ok"] else 1
 
 

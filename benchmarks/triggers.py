@@ -34,7 +34,6 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +59,6 @@ from benchmarks.systems import (  # noqa: E402
 )
 from tests.processes import DESK_TOKEN, ProcessSystem  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 TRANSCRIPT = (
     "Hi, I was charged twice on my last bill and I want a refund. "
     "Can you also check why my invoice went up this month?"
@@ -378,27 +376,15 @@ def main(argv: list[str] | None = None) -> int:
         baseline_triggers=args.baseline_triggers, workers=args.workers,
         worker_class=args.worker_class,
     )  # fmt: skip
-    started = datetime.now(UTC)
-    out = args.out or (RESULTS / "raw" if args.scratch else RESULTS)
-    workdir = out / "raw" / f"{started.strftime('%Y-%m-%dT%H%M%S')}-{args.tag}"
-    result = run(config, workdir)
-    doc = {
-        "benchmark": "genesys-assist trigger -> ranked result visible on the feed, at a rate",
-        "date": started.strftime("%Y-%m-%d"),
-        "command": environment.command_line(),
-        "git": environment.git_revision(),
-        "machine": environment.machine(workdir),
-        "versions": environment.versions(),
-    } | result
-    markdown = (
-        f"# Trigger -> ranked visible, {doc['date']}\n\nCommand: `{doc['command']}`\n\n"
-        + render(result)
+    result = environment.record_standalone(
+        benchmark="genesys-assist trigger -> ranked result visible on the feed, at a rate",
+        title="Trigger -> ranked visible",
+        tag=args.tag,
+        out=args.out,
+        scratch=args.scratch,
+        run=lambda workdir: run(config, workdir),
+        render=render,
     )
-    stem = f"{doc['date']}-{args.tag}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(markdown)
-    print(markdown)
     return 0 if result["checks"]["ok"] else 1
 
 
