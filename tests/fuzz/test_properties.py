@@ -355,12 +355,16 @@ def test_any_transcription_body_parses_or_is_a_validation_error(body: Any) -> No
         REACHED["transcript refused"] += 1
         return
     REACHED["transcript parsed"] += 1
-    # What parsed is exactly typed: no coercion happened on the fields read later.
-    for transcript in message.transcripts:
-        assert transcript.is_final is None or isinstance(transcript.is_final, bool)
-        for alt in transcript.alternatives or ():
-            assert alt.transcript is None or isinstance(alt.transcript, str)
-            assert alt.confidence is None or 0 <= alt.confidence <= 1
+    # What parsed is exactly what was sent: the strict fields read later took no coercion
+    # (a "true", 1 or "0.9" in the body would have been refused, not converted).
+    for raw, transcript in zip(body.get("transcripts") or [], message.transcripts, strict=True):
+        assert type(transcript.is_final) is type(raw.get("isFinal"))
+        assert transcript.is_final == raw.get("isFinal")
+        raw_alternatives = raw.get("alternatives") or []
+        for raw_alt, alt in zip(raw_alternatives, transcript.alternatives or (), strict=True):
+            assert alt.transcript == raw_alt.get("transcript")
+            assert type(alt.transcript) is type(raw_alt.get("transcript"))
+            assert alt.confidence == raw_alt.get("confidence")
 
 
 @PROPERTY
