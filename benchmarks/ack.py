@@ -470,6 +470,34 @@ def run_variant(config: AckConfig, mode: str, workdir: Path, raw_dir: Path) -> d
             discard_redis_data(system)
 
 
+def _measure_open_loop(
+    config: AckConfig,
+    *,
+    name: str,
+    port: int,
+    pending: list[Pending],
+    rng: random.Random,
+    pids: dict[str, int],
+    raw_path: Path,
+    round_no: int,
+    rate: float,
+) -> tuple[dict[str, Any], list[PhaseResult]]:
+    """Fresh signed callbacks for `pending` sent to `port` at a fixed rate (open loop)."""
+    prepared = sign_callbacks(pending, callback_bodies(pending, rng))
+    summary, results = measure_target(
+        name=name,
+        port=port,
+        warm=prepared[: config.warmup],
+        measured=prepared[config.warmup :],
+        config=config,
+        pids=pids,
+        raw_path=raw_path,
+        rate_per_s=round(rate, 1),
+    )
+    summary["round"] = round_no
+    return summary, results
+
+
 def _open_loop_phase(
     config: AckConfig,
     system: ProcessSystem,
@@ -486,20 +514,17 @@ def _open_loop_phase(
     """Fresh callbacks at a fixed rate (open loop): the latency at that throughput."""
     pending = new_pending(config.warmup + config.requests, f"{mode}-{round_no}-open")
     store_pending(services, pending)
-    prepared = sign_callbacks(pending, callback_bodies(pending, rng))
-    fraction = f"{config.open_loop_fraction:.0%}"
-    summary, results = measure_target(
-        name=f"assist, open loop at {fraction} of its req/s",
+    summary, (warm_result, measured_result) = _measure_open_loop(
+        config,
+        name=f"assist, open loop at {config.open_loop_fraction:.0%} of its req/s",
         port=system.web_port,
-        warm=prepared[: config.warmup],
-        measured=prepared[config.warmup :],
-        config=config,
+        pending=pending,
+        rng=rng,
         pids=pids,
         raw_path=raw_dir / f"ack-{mode}-round{round_no}-assist-open-loop.csv",
-        rate_per_s=round(rate, 1),
+        round_no=round_no,
+        rate=rate,
     )
-    summary["round"] = round_no
-    warm_result, measured_result = results
     assist_pending.extend(pending)
     assist_results.append(_offset(warm_result, len(assist_pending) - len(pending)))
     assist_results.append(
@@ -519,20 +544,17 @@ def _open_loop_bare_phase(
     rate: float,
 ) -> dict[str, Any]:
     """The bare endpoint at the assist open-loop phase's rate, same shape: its baseline."""
-    pending = new_pending(config.warmup + config.requests, f"{mode}-{round_no}-bare-open")
-    prepared = sign_callbacks(pending, callback_bodies(pending, rng))
-    fraction = f"{config.open_loop_fraction:.0%}"
-    summary, _ = measure_target(
-        name=f"bare, open loop at assist's {fraction} rate",
+    summary, _ = _measure_open_loop(
+        config,
+        name=f"bare, open loop at assist's {config.open_loop_fraction:.0%} rate",
         port=bare.port,
-        warm=prepared[: config.warmup],
-        measured=prepared[config.warmup :],
-        config=config,
+        pending=new_pending(config.warmup + config.requests, f"{mode}-{round_no}-bare-open"),
+        rng=rng,
         pids=pids,
         raw_path=raw_dir / f"ack-{mode}-round{round_no}-bare-open-loop.csv",
-        rate_per_s=round(rate, 1),
+        round_no=round_no,
+        rate=rate,
     )
-    summary["round"] = round_no
     return summary
 
 
