@@ -10,6 +10,8 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	# Export the embedding model for ONNX Runtime once (var/models), so no worker pays for it.
+	$(BIN)/assist-kb prepare-model
 	touch $@
 
 install: $(VENV)/.installed

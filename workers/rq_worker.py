@@ -34,8 +34,8 @@ work horse per job, isolating jobs from each other at about 4x the latency
 Local knowledge bases (C4): at start the worker ingests `ASSIST_KB_INGEST_ON_START` and, with
 `ASSIST_KB_PRELOAD`, loads the embedding model and the indexes, so the first query does not
 pay for them. A `simple` worker also runs one embedding to warm up; a `fork` worker must not
-(torch's thread pool does not survive `fork`; shared/reference/dependencies.md §3.4), and its
-work horses inherit the loaded model.
+(thread pools do not survive `fork`; shared/reference/dependencies.md §3.4): it loads the
+model on one thread and its work horses inherit it.
 
 RQ retries a lost Redis connection only while waiting for a job; a connection lost while it
 books a job's result ends `work()` with the error. A Redis restart must not take the worker

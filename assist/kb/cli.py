@@ -30,6 +30,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["kb_dir"] = args.kb_dir
     if getattr(args, "model", None):
         overrides["kb_model"] = args.model
+    if getattr(args, "runtime", None):
+        overrides["kb_runtime"] = args.runtime
     settings = get_settings()
     return settings.model_copy(update=overrides) if overrides else settings
 
@@ -38,8 +40,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from assist.kb.articles import ArticleSourceError, load_articles
-    from assist.kb.embedder import EmbedderError, load_embedder
+    from assist.kb.embedder import EmbedderError
     from assist.kb.index import check_source_id, ingest
+    from assist.services.local_kb import embedder_for
 
     settings = _settings(args)
     try:
@@ -55,7 +58,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 1
     print(f"{len(loaded.articles)} articles loaded from {args.path}; loading the model ...")
     try:
-        embedder = load_embedder(settings.kb_model)
+        embedder = embedder_for(settings)
     except EmbedderError as exc:
         print(f"assist-kb: {exc}", file=sys.stderr)
         return 1
@@ -110,10 +113,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _load(settings: Settings, source_id: str) -> tuple[Any, Any]:
-    from assist.kb.embedder import load_embedder
     from assist.kb.index import KnowledgeIndex
+    from assist.services.local_kb import embedder_for
 
-    embedder = load_embedder(settings.kb_model)
+    embedder = embedder_for(settings)
     index = KnowledgeIndex.load(
         settings.kb_dir, source_id, model=settings.kb_model, dimension=embedder.dimension
     )
@@ -214,10 +217,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare_model(args: argparse.Namespace) -> int:
+    from assist.kb.embedder import EmbedderError
+    from assist.services.local_kb import embedder_for
+
+    settings = _settings(args)
+    began = time.perf_counter()
+    try:
+        embedder = embedder_for(settings)
+        embedder.encode(["ready"])
+    except EmbedderError as exc:
+        print(f"assist-kb: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"model {settings.kb_model} ready on {embedder.runtime} "
+        f"({embedder.dimension} dimensions, {time.perf_counter() - began:.1f} s)"
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="assist-kb", description=__doc__.split("\n\n")[0])
     root.add_argument("--kb-dir", help="index directory (default: ASSIST_KB_DIR)")
     root.add_argument("--model", help="embedding model (default: ASSIST_KB_MODEL)")
+    root.add_argument(
+        "--runtime", choices=("onnx", "torch"), help="embedding runtime (ASSIST_KB_RUNTIME)"
+    )
     commands = root.add_subparsers(dest="command", required=True)
 
     ingest = commands.add_parser("ingest", help="build or update a knowledge base's index")
@@ -245,6 +270,12 @@ def parser() -> argparse.ArgumentParser:
     evaluate_.add_argument("-k", type=int, default=10)
     evaluate_.add_argument("--json", action="store_true")
     evaluate_.set_defaults(run=cmd_evaluate)
+
+    prepare = commands.add_parser(
+        "prepare-model",
+        help="load the model now (the onnx runtime exports it once into the model cache)",
+    )
+    prepare.set_defaults(run=cmd_prepare_model)
     return root
 
 

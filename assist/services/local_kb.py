@@ -61,6 +61,18 @@ class LocalSearch:
         }
 
 
+def embedder_for(settings: Settings) -> Embedder:
+    """The process's embedder as configured (runtime, model cache; one thread if it forks)."""
+    from assist.kb.embedder import load_embedder
+
+    return load_embedder(
+        settings.kb_model,
+        runtime=settings.kb_runtime,
+        cache_dir=settings.kb_model_cache_dir,
+        threads=1 if settings.worker_class == "fork" else 0,
+    )
+
+
 class LocalKnowledgeBase:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -93,18 +105,17 @@ class LocalKnowledgeBase:
     def _parts(self) -> tuple[Embedder, IndexCache]:
         with self._lock:
             if self._embedder is None or self._cache is None:
-                from assist.kb.embedder import load_embedder
                 from assist.kb.index import IndexCache
 
-                self._embedder = load_embedder(self.settings.kb_model)
+                self._embedder = embedder_for(self.settings)
                 self._cache = IndexCache(self.settings.kb_dir, model=self.settings.kb_model)
             return self._embedder, self._cache
 
     def preload(self, *, warm_up: bool) -> None:
         """Load the model and every index now; `warm_up` also runs one embedding.
 
-        A process that forks work horses must not warm up: torch's thread pool does not
-        survive `fork` (dependencies §3.4).
+        A process that forks work horses must not warm up: thread pools do not survive
+        `fork` (dependencies §3.4); it loads the model with one thread (`embedder_for`).
         """
         if not self.source_ids:
             return
@@ -179,7 +190,6 @@ def ingest_on_start(settings: Settings) -> None:
     from pathlib import Path
 
     from assist.kb.articles import ArticleSourceError, load_articles
-    from assist.kb.embedder import load_embedder
     from assist.kb.index import ingest
     from assist.kb.layout import source_dir
 
@@ -203,7 +213,7 @@ def ingest_on_start(settings: Settings) -> None:
                 loaded.articles,
                 kb_dir=settings.kb_dir,
                 source_id=source_id,
-                embedder=load_embedder(settings.kb_model),
+                embedder=embedder_for(settings),
                 passage_words=settings.kb_passage_words,
                 passage_overlap=settings.kb_passage_overlap_words,
                 ann_min_passages=settings.kb_ann_min_passages,
@@ -211,4 +221,4 @@ def ingest_on_start(settings: Settings) -> None:
         log.info("local_kb.ingested", **report.as_json())
 
 
-__all__ = ["PROVIDER", "LocalKnowledgeBase", "LocalSearch", "ingest_on_start"]
+__all__ = ["PROVIDER", "LocalKnowledgeBase", "LocalSearch", "embedder_for", "ingest_on_start"]
