@@ -39,7 +39,9 @@ from assist.stores.requests import RequestStore
 class Services:
     settings: Settings
     redis: RedisConnections
+    #: The live queue (what an agent waits for) and the background one (deliveries).
     queue: TaskQueue
+    background: TaskQueue
     requests: RequestStore
     conversations: ConversationStore
     feedback: FeedbackStore
@@ -72,6 +74,9 @@ class Services:
 def build_services(settings: Settings) -> Services:
     redis = RedisConnections.from_settings(settings)
     queue = TaskQueue(redis.raw, name=settings.queue_name, job_timeout_s=settings.job_timeout_s)
+    background = TaskQueue(
+        redis.raw, name=settings.background_queue_name, job_timeout_s=settings.job_timeout_s
+    )
     analytics = AnalyticsStore(redis, maxlen=settings.analytics_stream_maxlen)
     http_client = httpx.Client(
         timeout=settings.genesys_timeout_s,
@@ -104,6 +109,7 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         redis=redis,
         queue=queue,
+        background=background,
         requests=RequestStore(redis, ttl_s=settings.request_ttl_s),
         conversations=ConversationStore(
             redis, ttl_s=settings.request_ttl_s, feed_maxlen=settings.feed_stream_maxlen
@@ -114,7 +120,7 @@ def build_services(settings: Settings) -> Services:
         recorder=Recorder(
             AuditLog(settings.audit_log_path, rotate=settings.audit_rotate),
             analytics,
-            queue,
+            background,
             redis,
             deliver=sink is not None,
             budgets_ms=settings.latency_budgets_ms,
@@ -123,7 +129,7 @@ def build_services(settings: Settings) -> Services:
         callback_acks=CallbackAcks(
             redis,
             rank_job=queue.prepare("rank_callback", retry=RANK_RETRY),
-            records_job=queue.prepare("write_callback_records", retry=RECORDS_RETRY),
+            records_job=background.prepare("write_callback_records", retry=RECORDS_RETRY),
             dedup_ttl_s=settings.callback_dedup_ttl_s,
             terminal_statuses=[s.value for s in RequestStatus if s.is_terminal],
         ),

@@ -111,7 +111,21 @@ class Settings(BaseSettings):
         default=400, ge=10, description="Per client and process; callers wait for a free one."
     )
     key_prefix: str = Field(default="assist:v1", pattern=r"^[A-Za-z0-9:_-]+$")
-    queue_name: str = Field(default="assist", pattern=r"^[A-Za-z0-9_-]+$")
+    queue_name: str = Field(
+        default="assist",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The live queue: what an agent waits for (queries, rankings, cards).",
+    )
+    background_queue_name: str = Field(
+        default="assist-background",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Deliveries nobody waits on (analytics, audit outbox, webhooks, reports).",
+    )
+    worker_queues: CommaList = Field(
+        default_factory=list,
+        description="Queues a worker takes jobs from, first first; empty: the live queue, "
+        "then the background queue.",
+    )
     # Measured in benchmarks/: trigger -> ranked p50 61 ms with "simple", 235 ms with "fork".
     worker_class: Literal["fork", "simple"] = "simple"
     # Abandoned jobs (a worker killed mid-job): RQ retries a job whose worker stopped
@@ -436,6 +450,7 @@ class Settings(BaseSettings):
 
     _split = field_validator(
         "stream_queue_ids",
+        "worker_queues",
         "autotrigger_queue_ids",
         "autotrigger_card_ids",
         "autotrigger_knowledge_source_ids",
@@ -554,6 +569,23 @@ class Settings(BaseSettings):
         if sum(weights) <= 0:
             raise ValueError("at least one ranking weight must be positive")
         return self
+
+    @model_validator(mode="after")
+    def _queues_are_known(self) -> Settings:
+        known = [self.queue_name, self.background_queue_name]
+        if self.queue_name == self.background_queue_name:
+            raise ValueError("ASSIST_BACKGROUND_QUEUE_NAME must differ from ASSIST_QUEUE_NAME")
+        unknown = [name for name in self.worker_queues if name not in known]
+        if unknown or len(set(self.worker_queues)) != len(self.worker_queues):
+            raise ValueError(
+                f"ASSIST_WORKER_QUEUES: each of {known} at most once, got {self.worker_queues}"
+            )
+        return self
+
+    @property
+    def queues_to_work(self) -> list[str]:
+        """The queues a worker takes jobs from, in priority order."""
+        return list(self.worker_queues) or [self.queue_name, self.background_queue_name]
 
     @model_validator(mode="after")
     def _kb_passages_are_consistent(self) -> Settings:

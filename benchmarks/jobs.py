@@ -58,6 +58,7 @@ from benchmarks.environment import CpuMeter  # noqa: E402
 from benchmarks.loadgen import summarize_ms  # noqa: E402
 from benchmarks.systems import (  # noqa: E402
     QUEUE_NAME,
+    QUEUE_NAMES,
     bench_services,
     discard_redis_data,
     wait_queue_idle,
@@ -150,6 +151,11 @@ def worker_states(raw: redis.Redis) -> list[tuple[int, str]]:
     return [(int(pid), state.decode()) for pid, state in rows if pid and state]
 
 
+def finished_count(raw: redis.Redis) -> int:
+    """Jobs in the finished registries of both queues."""
+    return sum(int(raw.zcard(f"rq:finished:{name}")) for name in QUEUE_NAMES)
+
+
 def enqueue_noop(raw: redis.Redis, count: int, tag: str) -> list[str]:
     queue = Queue(QUEUE_NAME, connection=raw, serializer=JSONSerializer)
     ids = [f"noop-{tag}-{k}" for k in range(count)]
@@ -209,7 +215,7 @@ def run_batch(
     redis_pid: int,
 ) -> dict[str, Any]:
     wait_queue_idle(raw, timeout_s=30, quiet_s=0.2)
-    finished_before = raw.zcard(f"rq:finished:{QUEUE_NAME}")
+    finished_before = finished_count(raw)
     meter = CpuMeter(workers.pids | {"redis": redis_pid})
     meter.start()
     began = time.monotonic()
@@ -233,7 +239,7 @@ def run_batch(
     runs = [(e - s).total_seconds() for s, e in zip(starts, ends, strict=True)]
     window = (max(ends) - min(starts)).total_seconds() if done else 0.0
     count = max(len(done), 1)
-    other = raw.zcard(f"rq:finished:{QUEUE_NAME}") - finished_before - len(done)
+    other = finished_count(raw) - finished_before - len(done)
     status_counts: dict[str, int] = {}
     for row in rows:
         status_counts[row[0] or "missing"] = status_counts.get(row[0] or "missing", 0) + 1

@@ -38,7 +38,7 @@ from benchmarks.ack import audit_events
 from benchmarks.environment import CpuMeter, relative
 from benchmarks.loadgen import summarize_ms
 from benchmarks.systems import (
-    QUEUE_NAME,
+    QUEUE_NAMES,
     discard_redis_data,
     process_pids,
     queue_state,
@@ -229,7 +229,8 @@ def jobs_run_ahead_of_rank(raw: redis.Redis, request_ids: list[str]) -> dict[str
     """
     finished = [
         _text(j)
-        for j in raw.zrange(f"rq:finished:{QUEUE_NAME}", 0, -1)
+        for name in QUEUE_NAMES
+        for j in raw.zrange(f"rq:finished:{name}", 0, -1)
         if isinstance(j, bytes | str)
     ]
     with raw.pipeline(transaction=False) as pipe:

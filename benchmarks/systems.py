@@ -26,7 +26,10 @@ from benchmarks.environment import ROOT
 from tests.processes import CALLBACK_SECRET, VENV_BIN, ProcessSystem
 from tests.redis_server import free_port
 
-QUEUE_NAME = "assist"  # the default `ASSIST_QUEUE_NAME`, which ProcessSystem does not change
+# The defaults of `ASSIST_QUEUE_NAME` and `ASSIST_BACKGROUND_QUEUE_NAME` (ProcessSystem keeps them).
+QUEUE_NAME = "assist"
+BACKGROUND_QUEUE_NAME = "assist-background"
+QUEUE_NAMES = (QUEUE_NAME, BACKGROUND_QUEUE_NAME)
 
 
 class BareServer:
@@ -101,20 +104,21 @@ def bench_services(system: ProcessSystem) -> Services:
     return build_services(settings)
 
 
-def _queue_keys(raw: redis.Redis) -> tuple[str, str, str]:
-    queue = Queue(QUEUE_NAME, connection=raw)
-    return queue.key, queue.intermediate_queue_key, StartedJobRegistry(queue=queue).key
-
-
 def queue_state(raw: redis.Redis) -> dict[str, int]:
-    """Jobs waiting, being handed to a worker (RQ's intermediate list), and running."""
-    queued, handing_over, started = _queue_keys(raw)
+    """Jobs waiting, being handed to a worker (RQ's intermediate list), and running, summed
+    over the live and the background queue."""
     with raw.pipeline(transaction=False) as pipe:
-        pipe.llen(queued)
-        pipe.llen(handing_over)
-        pipe.zcard(started)
+        for name in QUEUE_NAMES:
+            queue = Queue(name, connection=raw)
+            pipe.llen(queue.key)
+            pipe.llen(queue.intermediate_queue_key)
+            pipe.zcard(StartedJobRegistry(queue=queue).key)
         counts = [int(c) for c in pipe.execute()]
-    return dict(zip(("queued", "handing_over", "started"), counts, strict=True))
+    return {
+        "queued": counts[0] + counts[3],
+        "handing_over": counts[1] + counts[4],
+        "started": counts[2] + counts[5],
+    }
 
 
 def wait_queue_idle(

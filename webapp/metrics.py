@@ -39,14 +39,15 @@ class AssistCollector(Collector):
         for event_type, count in sorted(self._services.analytics.counters().items()):
             events.add_metric([event_type], count)
         yield events
-        queue = self._services.queue.queue
+        queues = [self._services.queue.queue, self._services.background.queue]
         depth = GaugeMetricFamily("assist_queue_depth", "Jobs waiting", labels=["queue"])
-        depth.add_metric([queue.name], queue.count)
-        yield depth
         failed = GaugeMetricFamily(
             "assist_failed_jobs", "Jobs in the failed registry (dead letters)", labels=["queue"]
         )
-        failed.add_metric([queue.name], queue.failed_job_registry.count)
+        for queue in queues:
+            depth.add_metric([queue.name], queue.count)
+            failed.add_metric([queue.name], queue.failed_job_registry.count)
+        yield depth
         yield failed
         yield from self._circuits()
         records = self._recent_records()

@@ -1,7 +1,11 @@
 """Worker entry point: `python -m workers.rq_worker [--burst]`.
 
-Runs one RQ worker on the project's queue (one queue per process, so RQ uses its reliable
-BLMOVE dequeue), with the scheduler on (delayed retries, request expiry).
+Runs one RQ worker with the scheduler on (delayed retries, request expiry), taking jobs from
+the live queue first and the background queue second (`ASSIST_WORKER_QUEUES` to choose):
+analytics, audit outbox and webhook deliveries never hold up a ranking or a card while a
+worker is free to take it. Every dequeue moves the job into its queue's intermediate list
+(`PriorityQueue`; RQ's own multi-queue dequeue pops, and would lose a job to a worker dying
+right after the pop).
 
 Abandoned jobs (a worker killed mid-job). RQ 2.12 keeps a running job in the queue's
 StartedJobRegistry scored with an expiry; any live worker's maintenance pass
@@ -64,6 +68,7 @@ from rq.worker import BaseWorker, WorkerStatus
 # Imported here, in the parent, so a forked work horse inherits the job module instead of
 # importing it again for every job (measured: about half of a forked job's cost).
 import workers.jobs  # noqa: F401
+from assist.adapters.queue import PriorityQueue
 from assist.bootstrap import Services
 from assist.logconfig import get_logger
 from assist.services.local_kb import ingest_on_start
@@ -119,6 +124,12 @@ def _clean_registries(worker: BaseWorker, stuck_after_s: int) -> None:
     worker.last_cleaned_at = now()  # type: ignore[assignment]  # RQ declares it None
 
 
+def _prepare_job_execution(worker: BaseWorker, job: Job) -> None:
+    # RQ takes the job off the intermediate list only for a one-queue worker; our dequeue
+    # always puts it there (PriorityQueue), so always take it off.
+    BaseWorker.prepare_job_execution(worker, job, remove_from_intermediate_queue=True)
+
+
 class AssistSimpleWorker(SimpleWorker):
     """RQ's SimpleWorker (jobs run in the worker process) that heartbeats its running job."""
 
@@ -129,6 +140,9 @@ class AssistSimpleWorker(SimpleWorker):
 
     def clean_registries(self) -> None:
         _clean_registries(self, self.abandoned_after_s)
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        _prepare_job_execution(self, job)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         self.prepare_execution(job)
@@ -167,6 +181,9 @@ class AssistWorker(Worker):
     def clean_registries(self) -> None:
         _clean_registries(self, self.abandoned_after_s)
 
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        _prepare_job_execution(self, job)
+
 
 def build_worker(services: Services) -> BaseWorker:
     settings = services.settings
@@ -176,12 +193,13 @@ def build_worker(services: Services) -> BaseWorker:
     options: dict[str, Any] = {
         "connection": services.redis.raw,
         "serializer": JSONSerializer,
+        "queue_class": PriorityQueue,
         "maintenance_interval": settings.worker_maintenance_interval_s,
         "job_monitoring_interval": settings.worker_heartbeat_s,
         # An idle worker blocks in BLMOVE for worker_ttl - 15 s between maintenance checks.
         "worker_ttl": settings.worker_maintenance_interval_s + 15,
     }
-    worker = worker_class([settings.queue_name], **options)
+    worker = worker_class(settings.queues_to_work, **options)
     worker.abandoned_after_s = settings.worker_abandoned_after_s
     return worker
 

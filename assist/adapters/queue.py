@@ -8,7 +8,8 @@ is how a record and the job that processes it land in Redis together or not at a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -17,7 +18,10 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 from rq import Callback, Queue, Retry
+from rq.exceptions import DequeueTimeout, NoSuchJobError
+from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.utils import as_text
 
 JOBS = "workers.jobs"
 #: How long RQ keeps a failed job (and its traceback) for inspection.
@@ -60,6 +64,69 @@ def attempts_retry(attempts: int, intervals_s: Sequence[int]) -> Retry | None:
     waits = list(intervals_s[:retries]) or [0]
     waits += [waits[-1]] * (retries - len(waits))
     return Retry(max=retries, interval=waits)
+
+
+class PriorityQueue(Queue):
+    """RQ's `Queue` whose `dequeue_any` serves several queues in order without losing a job.
+
+    RQ moves a job into the queue's intermediate list as it takes it (LMOVE) only when a
+    worker listens to one queue; with several it pops (BLPOP), and a worker that dies between
+    the pop and registering the job as started loses it. Here every take is an LMOVE, the
+    queues are tried in priority order, and an idle worker blocks on the first (live) queue,
+    looking at the others every `poll_s`: a background job waits at most that long on an idle
+    worker, a live job not at all.
+    """
+
+    poll_s = 0.5
+
+    @classmethod
+    def dequeue_any(
+        cls,
+        queues: Iterable[Queue],
+        timeout: int | None,
+        connection: redis.Redis,
+        job_class: type[Job] | None = None,
+        serializer: Any = None,
+        death_penalty_class: Any = None,
+    ) -> tuple[Job, Queue] | None:
+        ordered = list(queues)
+        if len(ordered) < 2:
+            return super().dequeue_any(
+                ordered, timeout, connection, job_class, serializer, death_penalty_class
+            )
+        job_cls = job_class or Job
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            taken = None
+            for queue in ordered:
+                taken = cls.lmove(connection, queue.key, None)
+                if taken is not None:
+                    break
+            if taken is None:
+                if deadline is None:
+                    return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DequeueTimeout(timeout, [q.key for q in ordered])
+                wait_s = min(cls.poll_s, remaining)
+                try:
+                    # BLMOVE takes fractional seconds since Redis 6; RQ annotates an int.
+                    taken = cls.lmove(connection, ordered[0].key, wait_s)  # type: ignore[arg-type]
+                except DequeueTimeout:
+                    continue
+            queue_key, job_id = (as_text(part) for part in taken)
+            queue = cls.from_queue_key(
+                queue_key,
+                connection=connection,
+                job_class=job_cls,
+                serializer=serializer,
+                death_penalty_class=death_penalty_class,
+            )
+            try:
+                job = job_cls.fetch(job_id, connection=connection, serializer=serializer)
+            except NoSuchJobError:
+                continue  # as RQ: a job deleted while queued is skipped
+            return job, queue
 
 
 class TaskQueue:

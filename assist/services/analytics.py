@@ -37,7 +37,7 @@ def deliver_pending(services: Services) -> int:
     if not lock.acquire(blocking=False):
         # With the retry schedule of its own: a successor that fails must not leave the
         # flag set and nobody retrying until it lapses.
-        services.queue.enqueue_at(
+        services.background.enqueue_at(
             utcnow() + RETRY_WHEN_BUSY,
             "deliver_analytics",
             retry=services.recorder.delivery_retry,

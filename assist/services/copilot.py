@@ -263,7 +263,7 @@ def _stage_sync(
         "event_time": insight.event_time.isoformat(),
     }
     retry = attempts_retry(settings.training_webhook_attempts, settings.training_webhook_retry_s)
-    services.queue.enqueue(
+    services.background.enqueue(
         "sync_insight",
         payload,
         job_id=f"sync-{insight.suggestion_id}",

@@ -55,7 +55,7 @@ def record_feedback(services: Services, command: FeedbackCommand) -> bool:
         and GENESYS_KNOWLEDGE in suggestion.sources
     ):
         # Genesys learns which result of its search the agent used (PATCH …/search/{id}).
-        services.queue.enqueue(
+        services.background.enqueue(
             "report_knowledge_answer",
             command.conversation_id,
             command.suggestion_id,
@@ -87,7 +87,7 @@ def _report_to_copilot(services: Services, command: FeedbackCommand, ids: list[s
     if engagement is None or not services.settings.copilot_topics:
         return
     for suggestion_id in copilot_suggestion_ids(services, command.conversation_id, ids):
-        services.queue.enqueue(
+        services.background.enqueue(
             "report_copilot_engagement",
             command.conversation_id,
             suggestion_id,

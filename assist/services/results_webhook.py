@@ -49,7 +49,7 @@ def stage_delivery(services: Services, pipe: Pipeline, request: SuggestionReques
     if not settings.results_webhook_url or not request.suggestions:
         return
     retry = attempts_retry(settings.results_webhook_attempts, RETRY_INTERVALS_S)
-    services.queue.enqueue(
+    services.background.enqueue(
         JOB,
         request.request_id,
         job_id=f"results-{request.request_id}",

@@ -40,7 +40,7 @@ def enqueue_sync(services: Services, utterance: Utterance) -> str | None:
     if not settings.utterance_webhook_url:
         return None
     retry = attempts_retry(settings.utterance_webhook_attempts, RETRY_INTERVALS_S)
-    return services.queue.enqueue(
+    return services.background.enqueue(
         "sync_utterance",
         utterance.model_dump(mode="json"),
         retry=retry,

@@ -12,8 +12,8 @@ after a Redis restart) that does, atomically:
    `Job.to_dict` writes (`TaskQueue.prepare`), its id pushed on the queue, the queue added to
    RQ's set of queues, as `Queue.enqueue_job` does;
 4. for every delivery that resolved to a request, new or duplicate: its `callback_received`
-   record staged in an outbox list, and a `write_callback_records` job enqueued when none is
-   pending (a flag, as for analytics delivery).
+   record staged in an outbox list, and a `write_callback_records` job enqueued on the
+   background queue when none is pending (a flag, as for analytics delivery).
 
 With `appendfsync always` the reply only leaves Redis after all of it is on disk, so a 2xx is
 never sent for a callback whose dedup marker, job or record could be lost, and a callback is
@@ -56,12 +56,12 @@ local records_job_id, records_fields = ARGV[11], ARGV[12]
 local job_prefix, rank_func, records_func = ARGV[13], ARGV[14], ARGV[15]
 local description = ARGV[16]
 
-local function enqueue(job_id, func, args, fields, desc)
+local function enqueue(queue_key, job_id, func, args, fields, desc)
   redis.call('HSET', job_prefix .. job_id, 'created_at', now, 'enqueued_at', now,
     'data', '[' .. cjson.encode(func) .. ',null,' .. args .. ',{}]',
     'description', desc, unpack(cjson.decode(fields)))
-  redis.call('SADD', KEYS[7], KEYS[6])
-  redis.call('RPUSH', KEYS[6], job_id)
+  redis.call('SADD', KEYS[7], queue_key)
+  redis.call('RPUSH', queue_key, job_id)
 end
 
 local rid = redis.call('GET', KEYS[1])
@@ -100,7 +100,7 @@ if not duplicate then
     outcome = 'acknowledged'
   else
     local job_id = 'rank-' .. rid
-    enqueue(job_id, rank_func, '[' .. cjson.encode(rid) .. rank_args_tail, rank_fields,
+    enqueue(KEYS[6], job_id, rank_func, '[' .. cjson.encode(rid) .. rank_args_tail, rank_fields,
       description .. '(' .. cjson.encode(rid) .. ')')
     outcome = 'queued'
   end
@@ -114,7 +114,7 @@ entry['duplicate'] = duplicate
 entry['late'] = late
 redis.call('RPUSH', KEYS[4], cjson.encode(entry))
 if redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[17]) then
-  enqueue(records_job_id, records_func, '[]', records_fields, records_func .. '()')
+  enqueue(KEYS[8], records_job_id, records_func, '[]', records_fields, records_func .. '()')
 end
 return {outcome, rid, status}
 """
@@ -140,11 +140,11 @@ class CallbackAcks:
         dedup_ttl_s: int,
         terminal_statuses: Iterable[str],
     ) -> None:
-        if (rank_job.queue_key, rank_job.job_key_prefix) != (
-            records_job.queue_key,
+        if (rank_job.queues_key, rank_job.job_key_prefix) != (
+            records_job.queues_key,
             records_job.job_key_prefix,
         ):
-            raise ValueError("the script enqueues both jobs on one queue")
+            raise ValueError("the script writes both jobs in one RQ namespace")
         self._redis = redis
         self._keys = redis.keys
         self._script = redis.raw.register_script(ACK_SCRIPT)
@@ -181,6 +181,7 @@ class CallbackAcks:
                 keys.callback_records_flag(),
                 self._rank.queue_key,
                 self._rank.queues_key,
+                self._records.queue_key,
             ],
             args=[
                 keys.request_prefix(),

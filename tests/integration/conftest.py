@@ -106,7 +106,7 @@ class System:
 
     def run_jobs(self) -> None:
         worker = SimpleWorker(
-            [self.settings.queue_name],
+            self.settings.queues_to_work,
             connection=self.services.redis.raw,
             serializer=JSONSerializer,
         )
@@ -115,7 +115,7 @@ class System:
     def run_due_jobs(self) -> None:
         """Move scheduled jobs that are due (delayed retries, expiries) to the queue, then run."""
         scheduler = RQScheduler(
-            [self.settings.queue_name],
+            self.settings.queues_to_work,
             connection=self.services.redis.raw,
             serializer=JSONSerializer,
         )

@@ -30,7 +30,9 @@ def record_many(system: System, count: int) -> list[str]:
 
 
 def delivery_jobs(system: System) -> int:
-    jobs = system.services.queue.queue.get_jobs()
+    # Deliveries go to the background queue, never to the live one.
+    assert not [j for j in system.services.queue.queue.get_jobs() if "deliver" in j.func_name]
+    jobs = system.services.background.queue.get_jobs()
     return sum(1 for job in jobs if job.func_name == "workers.jobs.deliver_analytics")
 
 
@@ -72,7 +74,7 @@ def test_a_job_that_finds_delivery_busy_does_not_wait_and_nothing_is_stranded(
         started = time.monotonic()
         assert deliver_pending(system.services) == 0
         assert time.monotonic() - started < 1.0, "the job waited for the lock"
-        scheduled = system.services.queue.queue.scheduled_job_registry.get_job_ids()
+        scheduled = system.services.background.queue.scheduled_job_registry.get_job_ids()
         assert len(scheduled) == 1
         assert delivered(system) == []
     finally:

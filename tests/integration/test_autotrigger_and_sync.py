@@ -156,4 +156,4 @@ def test_utterances_that_never_get_through_are_dead_lettered(
     assert len(receiver.received) == 2
     entry = json.loads(letters[0])
     assert entry["utterance_id"] == "u-7" and "503" in entry["error"]
-    assert system.services.queue.queue.failed_job_registry.count == 1
+    assert system.services.background.queue.failed_job_registry.count == 1

@@ -85,7 +85,7 @@ def completed_body(provider_id: str, status: str = "completed", **extra: Any) ->
 
 
 def queued_jobs(system: System) -> int:
-    """Ranking jobs waiting (analytics deliveries share the queue and are not counted)."""
+    """Ranking jobs waiting on the live queue."""
     jobs = system.services.queue.queue.get_jobs()
     return sum(1 for job in jobs if job.func_name == "workers.jobs.rank_callback")
 

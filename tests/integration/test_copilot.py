@@ -34,15 +34,15 @@ ALL_TOPICS = "knowledge.search,knowledge.article,response,script,intent,thirdpar
 def run_jobs(stream: Stream, *, due: bool = False) -> None:
     runtime.install(stream.services)
     raw = stream.services.redis.raw
-    queue = stream.services.settings.queue_name
+    queues = stream.services.settings.queues_to_work
     if due:
-        scheduler = RQScheduler([queue], connection=raw, serializer=JSONSerializer)
+        scheduler = RQScheduler(queues, connection=raw, serializer=JSONSerializer)
         scheduler.acquire_locks()
         try:
             scheduler.enqueue_scheduled_jobs()
         finally:
             scheduler.release_locks()
-    SimpleWorker([queue], connection=raw, serializer=JSONSerializer).work(burst=True)
+    SimpleWorker(queues, connection=raw, serializer=JSONSerializer).work(burst=True)
 
 
 def emulator_records(stream: Stream) -> dict[str, Any]:

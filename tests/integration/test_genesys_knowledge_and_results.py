@@ -233,7 +233,7 @@ def test_results_webhook_5xx_is_retried_later(results_system: Callable[..., Syst
     request_id = ranked_request(system, "c-results-503")
     system.run_jobs()
     assert [r["status_code"] for r in system.records()["results"]] == [503]
-    job = system.services.queue.queue.fetch_job(f"results-{request_id}")
+    job = system.services.background.queue.fetch_job(f"results-{request_id}")
     assert job is not None and job.get_status() == "scheduled"
 
     def delivered() -> bool:
