@@ -77,9 +77,10 @@ class Recorder:
 
     # --- records that must follow a Redis transaction exactly once ---------------------------
     # A job stages its events in the transaction that commits its work, writes them after the
-    # commit, then drops the staged copy. A retry of a job whose worker died in between finds
-    # the work already done and the staged copy still there: it writes the events (the audit
-    # line only if it is not in the log yet) instead of none or a second set.
+    # commit, then drops the staged copy (in the analytics transaction, after the audit
+    # lines). A retry of a job whose worker died in between finds the work already done and
+    # the staged copy still there: it writes the events (the audit lines only if they are not
+    # in the log yet) instead of none or a second set.
     def stage_pending(
         self, pipe: Pipeline, key: str, events: Sequence[RecordEvent], ttl_s: int
     ) -> None:
@@ -88,9 +89,7 @@ class Recorder:
 
     def write_pending(self, key: str, events: Sequence[RecordEvent]) -> None:
         """After the commit: write the staged events, then drop the staged copy."""
-        for event in events:
-            self.record(event)
-        self._drop_pending(key)
+        self.record_many(events, drop_staged=key)
 
     def replay_pending(self, key: str) -> int:
         """Write events a dead job staged but may not have written; returns how many."""
@@ -102,9 +101,7 @@ class Recorder:
         if raw is None:
             return 0
         events = [RecordEvent.model_validate(item) for item in json.loads(raw)]
-        for event in events:
-            self.record(event, once=True)
-        self._drop_pending(key)
+        self.record_many(events, once=True, drop_staged=key)
         log.warning("records.pending_replayed", key=key, events=len(events))
         return len(events)
 
@@ -119,10 +116,19 @@ class Recorder:
         already has this event; analytics are at least once, deduplicated by `event_id`)."""
         self.record_many([event], once=once)
 
-    def record_many(self, events: Sequence[RecordEvent], *, once: bool = False) -> None:
+    def record_many(
+        self,
+        events: Sequence[RecordEvent],
+        *,
+        once: bool = False,
+        drop_staged: str | None = None,
+    ) -> None:
         """`record` for several events: one audit append (one lock, one write) and one
-        analytics transaction."""
+        analytics transaction. `drop_staged`: the key of the events' staged copy
+        (`stage_pending`), deleted in the analytics transaction, so after the audit lines."""
         if not events:
+            if drop_staged is not None:
+                self._drop_pending(drop_staged)
             return
         for event in events:
             self._check_budget(event)
@@ -130,10 +136,15 @@ class Recorder:
             self.audit.append_many(events, once=once)
         except OSError as exc:
             log.error("audit.write_failed", path=str(self.audit.path), error=describe(exc))
+        self._write_analytics(events, drop_staged)
+
+    def _write_analytics(self, events: Sequence[RecordEvent], drop_staged: str | None) -> None:
         try:
             with self._redis.raw.pipeline(transaction=True) as pipe:
                 for event in events:
                     self._analytics.stage_add(pipe, event)
+                if drop_staged is not None:
+                    pipe.delete(drop_staged)
                 if self._deliver:
                     self._analytics.stage_schedule_delivery(pipe)
                 replies = pipe.execute()
@@ -146,3 +157,6 @@ class Recorder:
                 event_type=",".join(sorted({e.type.value for e in events})),
                 error=describe(exc),
             )
+            if drop_staged is not None:
+                # As before analytics joined the drop: the audit lines are written.
+                self._drop_pending(drop_staged)

@@ -638,25 +638,39 @@ def rank_candidates(
     written after it, so a worker that dies in between leaves them to the retry: exactly one
     audit line each, whenever the worker dies.
     """
-    pending = services.requests.get(request_id)
-    everything = [*candidates, *(pending.pending_candidates if pending else ())]
-    feedback = services.feedback.stats(c.id for c in everything)
     keys = services.redis.keys
+    request_key = keys.request(request_id)
     records_key = keys.request_records(request_id)
     now = utcnow()
     staged: list[RecordEvent] = []
+    # The request as the last run of `body` read it (what a job that finds it already
+    # ranked returns).
+    seen: list[SuggestionRequest | None] = [None]
 
     def body(pipe: Pipeline) -> SuggestionRequest | None:
-        request = services.requests.read_in(pipe, request_id)
+        # Three round trips: watch and read the request; watch and read the conversation's
+        # shown scores with the candidates' feedback counters; MULTI/EXEC. The request is
+        # watched for its status; the shown scores so that two rankings in one conversation
+        # cannot both show the same article. Feedback counters are read, not watched.
+        (raw,) = services.redis.watch_and_read(pipe, [request_key], [("GET", request_key)])
+        request = seen[0] = services.requests.parse(raw)
         if request is None or request.status.is_terminal:
             return None
-        shown = services.conversations.shown_scores_in(pipe, request.conversation_id)
+        bind_contextvars(conversation_id=request.conversation_id)
+        everything = [*candidates, *request.pending_candidates]
+        ids = list(dict.fromkeys(c.id for c in everything))
+        shown_key = keys.conversation_shown(request.conversation_id)
+        shown_raw, *counters = services.redis.watch_and_read(
+            pipe,
+            [shown_key],
+            [("HGETALL", shown_key), *services.feedback.stats_reads(ids)],
+        )
         outcome = rank(
-            [*candidates, *request.pending_candidates],
+            everything,
             agent_skills=request.agent_skills,
-            feedback=feedback,
+            feedback=services.feedback.stats_from(ids, counters),
             weights=services.weights,
-            previously_shown=shown,
+            previously_shown=services.conversations.shown_scores_from(shown_raw),
             max_results=request.max_results,
         )
         completed = request.moved_to(
@@ -680,18 +694,12 @@ def rank_candidates(
         services.recorder.stage_pending(pipe, records_key, staged, services.settings.request_ttl_s)
         return completed
 
-    # The request key is watched for its status; the conversation's shown scores so that two
-    # rankings in one conversation cannot both show the same article.
-    watched = [keys.request(request_id)]
-    if pending is not None:
-        bind_contextvars(conversation_id=pending.conversation_id)
-        watched.append(keys.conversation_shown(pending.conversation_id))
-    completed = services.redis.transact(watched, body)
+    completed = services.redis.transact([], body)
     if completed is None:
         # Already ranked; by a job that may have died before writing its records.
         replayed = services.recorder.replay_pending(records_key)
         log.info("rank.skipped", request_id=request_id, records_replayed=replayed)
-        return pending
+        return seen[0]
     services.recorder.write_pending(records_key, staged)
     return completed
 

@@ -34,6 +34,7 @@ TAIL_MAX_BYTES = 1024 * 1024
 #: How far back `append_once` looks for the event (a retried job's lines are minutes old at
 #: most: tens of thousands of lines at full load).
 ONCE_LOOKBACK_BYTES = 32 * 1024 * 1024
+_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT
 
 
 def rotated_name(path: Path, day: str) -> Path:
@@ -94,7 +95,6 @@ class AuditLog:
         were appended (`once`: those whose `event_id` is not in the file's recent lines)."""
         if not events:
             return 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked_file() as fd:
             if once:
                 recent = _recent_bytes(fd)
@@ -137,7 +137,11 @@ class _Locked:
     def __enter__(self) -> int:
         path = self._log.path
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                fd = os.open(path, _OPEN_FLAGS, 0o640)
+            except FileNotFoundError:  # its directory is missing (not checked on every append)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, _OPEN_FLAGS, 0o640)
             fcntl.flock(fd, fcntl.LOCK_EX)
             # Another process may have rotated the file while we waited for the lock.
             if os.fstat(fd).st_ino != _inode(path):

@@ -24,7 +24,11 @@ class ConversationStore:
         self._feed_maxlen = feed_maxlen
 
     def shown_scores_in(self, pipe: Pipeline, conversation_id: str) -> dict[str, float]:
-        raw = pipe.hgetall(self._keys.conversation_shown(conversation_id))
+        return self.shown_scores_from(pipe.hgetall(self._keys.conversation_shown(conversation_id)))
+
+    @staticmethod
+    def shown_scores_from(raw: dict[Any, Any]) -> dict[str, float]:
+        """The shown scores from the HGETALL of `conversation_shown` (read with other reads)."""
         return {str(decode(k)): float(v) for k, v in raw.items()}
 
     def stage_delivery(

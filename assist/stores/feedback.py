@@ -8,7 +8,7 @@ also counted as it comes (`action:<name>`) for analytics.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from assist.core.models import FeedbackAction, FeedbackStats
 from assist.stores.redis_client import RedisConnections
@@ -56,7 +56,22 @@ class FeedbackStore:
         pipe = self._redis.decoded.pipeline(transaction=False)
         for suggestion_id in ids:
             pipe.hmget(self._keys.feedback_stats(suggestion_id), ["shown", "accepted"])
-        stats: dict[str, FeedbackStats] = {}
-        for suggestion_id, (shown, accepted) in zip(ids, pipe.execute(), strict=True):
-            stats[suggestion_id] = FeedbackStats(shown=int(shown or 0), accepted=int(accepted or 0))
-        return stats
+        return self.stats_from(ids, pipe.execute())
+
+    def stats_reads(self, suggestion_ids: Sequence[str]) -> list[tuple[str, ...]]:
+        """The read commands behind `stats` (distinct ids), for a caller that sends them with
+        other reads (`RedisConnections.watch_and_read`); `stats_from` turns their replies
+        into the stats."""
+        return [
+            ("HMGET", self._keys.feedback_stats(suggestion_id), "shown", "accepted")
+            for suggestion_id in suggestion_ids
+        ]
+
+    @staticmethod
+    def stats_from(
+        suggestion_ids: Sequence[str], replies: Sequence[Sequence[bytes | str | None]]
+    ) -> dict[str, FeedbackStats]:
+        return {
+            suggestion_id: FeedbackStats(shown=int(shown or 0), accepted=int(accepted or 0))
+            for suggestion_id, (shown, accepted) in zip(suggestion_ids, replies, strict=True)
+        }

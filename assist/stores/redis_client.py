@@ -8,7 +8,7 @@ record and its submission job; a callback's dedup marker and its ranking job) go
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -89,6 +89,45 @@ class RedisConnections:
                     return result
                 except redis.WatchError:
                     continue
+
+    @staticmethod
+    def watch_and_read(
+        pipe: Pipeline, watch: Sequence[str], reads: Sequence[tuple[Any, ...]]
+    ) -> list[Any]:
+        """In `transact`'s body: WATCH `watch`, then run the `reads` (commands as tuples,
+        e.g. `("GET", key)`), all in one round trip; returns the reads' replies.
+
+        redis-py sends each command of a WATCHing pipeline alone (one round trip each); this
+        writes them together on the pipeline's connection and reads the replies in order, so
+        the keys are watched before they are read, as with `pipe.watch` then `pipe.get`. May
+        be called again (Redis adds to the watched keys until MULTI). A connection error
+        disconnects the connection and is raised (the watch went with it); `transact`'s retry
+        on `WatchError` does not apply. Reply errors are raised after every reply is read.
+        """
+        commands: list[tuple[Any, ...]] = [("WATCH", *watch), *reads] if watch else [*reads]
+        connection = pipe.connection
+        if connection is None:
+            connection = pipe.connection_pool.get_connection()
+            pipe.connection = connection  # `reset` (end of `transact`) releases it
+        replies: list[Any] = []
+        error: redis.ResponseError | None = None
+        try:
+            connection.send_packed_command(connection.pack_commands(commands))  # type: ignore[no-untyped-call]
+            for command in commands:
+                try:
+                    # Applies the client's reply callbacks (HGETALL -> dict, ...) and marks
+                    # the pipeline as watching after WATCH, as an immediate command would.
+                    replies.append(pipe.parse_response(connection, command[0]))  # type: ignore[no-untyped-call]
+                except redis.ResponseError as exc:
+                    error = error or exc
+                    replies.append(None)
+        except BaseException:
+            connection.disconnect()  # type: ignore[no-untyped-call]
+            pipe.watching = False
+            raise
+        if error is not None:
+            raise error
+        return replies[1:] if watch else replies
 
     def close(self) -> None:
         self.decoded.close()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from redis.client import Pipeline
 
 from assist.core.models import SuggestionRequest
-from assist.stores.redis_client import RedisConnections, decode
+from assist.stores.redis_client import RedisConnections
 
 
 class RequestStore:
@@ -26,7 +26,11 @@ class RequestStore:
 
     def read_in(self, pipe: Pipeline, request_id: str) -> SuggestionRequest | None:
         """Read through a WATCHing pipeline (immediate mode)."""
-        raw = decode(pipe.get(self._keys.request(request_id)))
+        return self.parse(pipe.get(self._keys.request(request_id)))
+
+    @staticmethod
+    def parse(raw: bytes | str | None) -> SuggestionRequest | None:
+        """A request from the value of its key (as read by `read_in`, or with other reads)."""
         return SuggestionRequest.model_validate_json(raw) if raw else None
 
     def stage_save(self, pipe: Pipeline, request: SuggestionRequest) -> None:

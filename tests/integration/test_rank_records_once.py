@@ -50,7 +50,18 @@ def queued_request(system: System) -> str:
     return request_id
 
 
-@pytest.mark.parametrize("dies_in", ["write_pending", "_drop_pending"])
+def analytics_types(system: System, request_id: str) -> list[str]:
+    return sorted(
+        r["type"]
+        for r in system.services.analytics.recent(1000)
+        if r.get("request_id") == request_id
+        and r["type"] in ("suggestions_ranked", "suggestions_delivered")
+    )
+
+
+# `write_pending`: dies before any record is written; `_write_analytics`: after the audit
+# lines, before the analytics transaction (which also drops the staged copy).
+@pytest.mark.parametrize("dies_in", ["write_pending", "_write_analytics"])
 def test_a_retry_after_a_half_run_ranking_writes_each_record_once(
     system: System, monkeypatch: pytest.MonkeyPatch, dies_in: str
 ) -> None:
@@ -78,6 +89,7 @@ def test_a_retry_after_a_half_run_ranking_writes_each_record_once(
     again = rank_candidates(system.services, request_id, candidates(), provider_request_id="q-1")
     assert again is not None and again.status.value == "completed"
     assert audit_types(system, request_id) == ["suggestions_delivered", "suggestions_ranked"]
+    assert analytics_types(system, request_id) == ["suggestions_delivered", "suggestions_ranked"]
     raw = system.services.redis.raw
     assert raw.xlen(system.services.redis.keys.conversation_feed("conv-once")) == 1
     assert raw.exists(system.services.redis.keys.request_records(request_id)) == 0
@@ -91,3 +103,4 @@ def test_a_whole_ranking_leaves_no_staged_records(system: System) -> None:
     keys = system.services.redis.keys
     assert system.services.redis.raw.exists(keys.request_records(request_id)) == 0
     assert audit_types(system, request_id) == ["suggestions_delivered", "suggestions_ranked"]
+    assert analytics_types(system, request_id) == ["suggestions_delivered", "suggestions_ranked"]

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from assist.core import redaction
@@ -333,6 +335,39 @@ def test_a_uuid_inside_a_hyphenated_id_survives() -> None:
     assert redact_text(job_id) == job_id
     # A phone number next to it is still found.
     assert redact_text(f"{job_id} call 0871 234 5678") == f"{job_id} call [PHONE]"
+
+
+# The shortcut of `Redactor.text` (no "@" and no seven digits close together: nothing to do)
+# must never change a result: against the full scan, on texts made of what the rules look at.
+_SHORTCUT_ALPHABET = "0123456789      --..::++()@/_xZTab\n"
+_SHORTCUT_PIECES = [
+    "123e4567-e89b-12d3-a456-426614174000",
+    "2024-03-15T14:30:00Z",
+    "2024-03-15 14:30",
+    "192.168.100.200",
+    "jane.doe@example.com",
+    "4111 1111 1111 1111",
+    "+44 20 7946 0958",
+    "(415) 555-2671",
+    "req_5f3e0a",
+    "HTTP/1.1",
+]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(alphabet=_SHORTCUT_ALPHABET, max_size=12), st.sampled_from(_SHORTCUT_PIECES)
+        ),
+        max_size=8,
+    ),
+    st.sampled_from([("US", "GB"), ("GB",), ()]),
+)
+def test_the_shortcut_agrees_with_the_full_scan(parts: list[str], regions: tuple[str, ...]) -> None:
+    redactor = Redactor(phone_regions=regions)
+    text = "".join(parts)
+    assert redactor.text(text) == redactor._scan(text)
 
 
 # --- idempotence and structure ---------------------------------------------------------------
