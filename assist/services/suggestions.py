@@ -654,9 +654,11 @@ def rank_candidates(
         # cannot both show the same article. Feedback counters are read, not watched.
         (raw,) = services.redis.watch_and_read(pipe, [request_key], [("GET", request_key)])
         request = seen[0] = services.requests.parse(raw)
-        if request is None or request.status.is_terminal:
+        if request is None:
             return None
         bind_contextvars(conversation_id=request.conversation_id)
+        if request.status.is_terminal:
+            return None
         everything = [*candidates, *request.pending_candidates]
         ids = list(dict.fromkeys(c.id for c in everything))
         shown_key = keys.conversation_shown(request.conversation_id)
