@@ -43,6 +43,7 @@ PACKAGES = (
     "torch",
     "sentence-transformers",
     "faiss-cpu",
+    "onnxruntime",
 )
 
 
