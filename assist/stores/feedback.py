@@ -29,6 +29,10 @@ return counted
 """
 
 
+#: The counters `stats` reads from a suggestion's stats hash, in the order `stats_from` takes.
+STATS_FIELDS = ("shown", "accepted")
+
+
 class FeedbackStore:
     def __init__(self, redis: RedisConnections, *, mark_ttl_s: int) -> None:
         self._redis = redis
@@ -55,7 +59,7 @@ class FeedbackStore:
             return {}
         pipe = self._redis.decoded.pipeline(transaction=False)
         for suggestion_id in ids:
-            pipe.hmget(self._keys.feedback_stats(suggestion_id), ["shown", "accepted"])
+            pipe.hmget(self._keys.feedback_stats(suggestion_id), list(STATS_FIELDS))
         return self.stats_from(ids, pipe.execute())
 
     def stats_reads(self, suggestion_ids: Sequence[str]) -> list[tuple[str, ...]]:
@@ -63,7 +67,7 @@ class FeedbackStore:
         other reads (`RedisConnections.watch_and_read`); `stats_from` turns their replies
         into the stats."""
         return [
-            ("HMGET", self._keys.feedback_stats(suggestion_id), "shown", "accepted")
+            ("HMGET", self._keys.feedback_stats(suggestion_id), *STATS_FIELDS)
             for suggestion_id in suggestion_ids
         ]
 
