@@ -141,7 +141,7 @@ def source_row(page: Page, source: str) -> dict[str, str]:
 def test_desk_shows_live_ranking_and_acceptance_moves_the_dashboard(
     system: ProcessSystem, page: Page
 ) -> None:
-    conversation_id = f"browser-{uuid.uuid4().hex[:8]}"
+    conversation_id = f"browser-{uuid.uuid4()}"
     page.goto(desk_url(system, conversation_id, "&agentId=agent-1&skills=billing"))
     expect(page.locator(STATE)).to_have_attribute("data-state", "live", timeout=LIVE_S)
     assert "access_token" not in page.url and DESK_TOKEN not in page.url
@@ -252,7 +252,7 @@ def _kill_web(system: ProcessSystem) -> None:
 def test_the_feed_resumes_after_the_web_tier_dies_without_duplicates(
     system: ProcessSystem, page: Page
 ) -> None:
-    conversation_id = f"browser-{uuid.uuid4().hex[:8]}"
+    conversation_id = f"browser-{uuid.uuid4()}"
     page.goto(desk_url(system, conversation_id, "&agentId=agent-2&skills=tech-support"))
     expect(page.locator(STATE)).to_have_attribute("data-state", "live", timeout=LIVE_S)
     first = system.trigger(
@@ -297,7 +297,7 @@ def test_bad_input_gives_an_empty_feed_a_401_page_or_a_small_message(
     system: ProcessSystem, page: Page
 ) -> None:
     # An unknown conversation is an empty feed that is live, not an error.
-    unknown = f"browser-unknown-{uuid.uuid4().hex[:8]}"
+    unknown = f"browser-unknown-{uuid.uuid4()}"
     page.goto(desk_url(system, unknown))
     expect(page.locator(STATE)).to_have_attribute("data-state", "live", timeout=LIVE_S)
     expect(page.get_by_test_id("empty-state")).to_have_text("Waiting for suggestions…")
@@ -311,7 +311,7 @@ def test_bad_input_gives_an_empty_feed_a_401_page_or_a_small_message(
     assert "wrong" not in page.get_by_test_id("error-message").inner_text()
 
     # A malformed Last-Event-ID starts the feed afresh instead of failing.
-    conversation_id = f"browser-{uuid.uuid4().hex[:8]}"
+    conversation_id = f"browser-{uuid.uuid4()}"
     request_id = system.trigger(
         conversation_id=conversation_id,
         transcript="lost my card",

@@ -38,7 +38,7 @@ def utterance(
 ) -> Utterance:
     return Utterance(
         conversation_id=conversation_id,
-        utterance_id=f"u-{uuid.uuid4().hex[:8]}",
+        utterance_id=f"u-{uuid.uuid4()}",
         speaker=speaker,
         text=text,
         is_final=is_final,
