@@ -319,17 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=default.repeats)
     parser.add_argument("--kb-articles", type=int, help="ingest only the first N articles")
-    parser.add_argument("--tag", default="coldstart")
-    parser.add_argument("--out", type=Path, help="results directory (default benchmarks/results)")
-    parser.add_argument("--scratch", action="store_true", help="write results to results/raw/")
+    environment.add_output_arguments(parser, tag="coldstart")
     args = parser.parse_args(argv)
     config = ColdStartConfig(repeats=args.repeats, kb_articles=args.kb_articles)
     environment.record_standalone(
         benchmark="genesys-assist cold start: web and worker ready",
         title="Cold start",
-        tag=args.tag,
-        out=args.out,
-        scratch=args.scratch,
+        output=args,
         run=lambda workdir: run(config, workdir),
         render=render,
     )

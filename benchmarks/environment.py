@@ -8,6 +8,7 @@ cores, that is the figure least disturbed by who else was running.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -334,13 +335,19 @@ class CpuMeter:
             )
 
 
+def add_output_arguments(parser: argparse.ArgumentParser, *, tag: str) -> None:
+    """The options every standalone benchmark takes for where its results go
+    (`record_standalone` reads them)."""
+    parser.add_argument("--tag", default=tag)
+    parser.add_argument("--out", type=Path, help="results directory (default benchmarks/results)")
+    parser.add_argument("--scratch", action="store_true", help="write results to results/raw/")
+
+
 def record_standalone(
     *,
     benchmark: str,
     title: str,
-    tag: str,
-    out: Path | None,
-    scratch: bool,
+    output: argparse.Namespace,
     run: Callable[[Path], dict[str, Any]],
     render: Callable[[dict[str, Any]], str],
 ) -> dict[str, Any]:
@@ -348,11 +355,13 @@ def record_standalone(
 
     `run(workdir)` measures; its result, with the command, git revision, machine and
     versions, goes to `<out>/<date>-<tag>.json`, and `render(result)` under a title to `.md`
-    (printed too). `out` defaults to benchmarks/results (results/raw with `scratch`).
+    (printed too). `output`: the parsed `add_output_arguments` options; `--out` defaults to
+    benchmarks/results (results/raw with `--scratch`).
     """
     results = ROOT / "benchmarks" / "results"
     started = datetime.now(UTC)
-    out = out or (results / "raw" if scratch else results)
+    tag: str = output.tag
+    out: Path = output.out or (results / "raw" if output.scratch else results)
     workdir = out / "raw" / f"{started.strftime('%Y-%m-%dT%H%M%S')}-{tag}"
     result = run(workdir)
     doc = {

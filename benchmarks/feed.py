@@ -403,9 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-events", type=int, default=default.baseline_events)
     parser.add_argument("--paced-events", type=int, default=default.paced_events)
     parser.add_argument("--bursts", type=int, default=default.bursts)
-    parser.add_argument("--tag", default="feed")
-    parser.add_argument("--out", type=Path, help="results directory (default benchmarks/results)")
-    parser.add_argument("--scratch", action="store_true", help="write results to results/raw/")
+    environment.add_output_arguments(parser, tag="feed")
     args = parser.parse_args(argv)
     config = FeedConfig(
         clients=args.clients, rate=args.rate, baseline_events=args.baseline_events,
@@ -414,9 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     result = environment.record_standalone(
         benchmark="genesys-assist live feed: SSE clients on one web process",
         title="Live feed benchmark",
-        tag=args.tag,
-        out=args.out,
-        scratch=args.scratch,
+        output=args,
         run=lambda workdir: run(config, workdir),
         render=render,
     )

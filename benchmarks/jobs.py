@@ -360,9 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(f"{c}x{n}" for c, n in default.configs),
         help="comma-separated CLASSxPROCESSES (default simple x1, x2, fork x1, x2)",
     )
-    parser.add_argument("--tag", default="jobs")
-    parser.add_argument("--out", type=Path, help="results directory (default benchmarks/results)")
-    parser.add_argument("--scratch", action="store_true", help="write results to results/raw/")
+    environment.add_output_arguments(parser, tag="jobs")
     args = parser.parse_args(argv)
     configs = tuple(
         (part.split("x")[0], int(part.split("x")[1])) for part in args.configs.split(",") if part
@@ -371,9 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     result = environment.record_standalone(
         benchmark="genesys-assist ranking jobs vs RQ no-op jobs",
         title="Ranking jobs vs no-op jobs",
-        tag=args.tag,
-        out=args.out,
-        scratch=args.scratch,
+        output=args,
         run=lambda workdir: run(config, workdir),
         render=render,
     )

@@ -367,9 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-triggers", type=int, default=default.baseline_triggers)
     parser.add_argument("--workers", type=int, default=default.workers)
     parser.add_argument("--worker-class", choices=("simple", "fork"), default="simple")
-    parser.add_argument("--tag", default="triggers")
-    parser.add_argument("--out", type=Path, help="results directory (default benchmarks/results)")
-    parser.add_argument("--scratch", action="store_true", help="write results to results/raw/")
+    environment.add_output_arguments(parser, tag="triggers")
     args = parser.parse_args(argv)
     config = TriggerRateConfig(
         rate=args.rate, duration_s=args.duration_s, baseline_rate=args.baseline_rate,
@@ -379,9 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     result = environment.record_standalone(
         benchmark="genesys-assist trigger -> ranked result visible on the feed, at a rate",
         title="Trigger -> ranked visible",
-        tag=args.tag,
-        out=args.out,
-        scratch=args.scratch,
+        output=args,
         run=lambda workdir: run(config, workdir),
         render=render,
     )
